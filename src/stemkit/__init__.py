@@ -1,0 +1,3 @@
+"""stemkit: make multi-instrument datasets, separate, disentangle and synthesize music stems."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from stemkit.cli import main
+
+sys.exit(main())

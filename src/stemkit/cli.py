@@ -1,0 +1,192 @@
+"""The one ``stemkit`` command. Each subcommand parses arguments and calls the Python API.
+
+Errors a user can fix arrive as ``StemkitError`` and are printed as one line on stderr with a
+non-zero exit and no traceback; so are argument mistakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from stemkit import __version__
+from stemkit.errors import StemkitError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (plus a pointer to --help), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_chorales(sub: argparse._SubParsersAction) -> None:
+    from stemkit.data.ensembles import ENSEMBLE_CHOICES
+
+    p = sub.add_parser(
+        "chorales",
+        help="render Bach chorales from music21's corpus into a CocoChorales-layout dataset",
+        description=(
+            "Render the Bach chorales that ship with music21 into multi-instrument stems with FluidSynth, in the "
+            "CocoChorales layout (<ensemble>_track<6 digits>/{metadata.yaml, mix.mid, mix.wav, stems_MIDI/, "
+            "stems_audio/}). Splits are fixed by chorale (sha1 of the corpus key), so test sets agree everywhere. "
+            "Resumable: finished tracks are skipped, unfinished ones never appear."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument("--ensemble", default="string", help=f"one of {', '.join(ENSEMBLE_CHOICES)}")
+    p.add_argument("--num", type=int, default=None, help="number of tracks (default: every chorale of the split)")
+    p.add_argument("--split", default="train", help="train, valid, test or all")
+    p.add_argument("--seconds", type=float, default=None, help="cut each track to this many seconds (default: whole chorale)")
+    p.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz")
+    p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont (default: system FluidR3_GM)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the performance variation (tempo, dynamics, timing)")
+    p.add_argument("--renditions", type=int, default=1, help="performances per chorale (more data from the same scores)")
+    p.add_argument("--workers", type=int, default=1, help="parallel rendering processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_chorales)
+
+
+def _run_chorales(args: argparse.Namespace) -> int:
+    from stemkit.data.generate import GenerateConfig, generate
+
+    report = generate(
+        GenerateConfig(
+            out=args.out,
+            ensemble=args.ensemble,
+            num=args.num,
+            split=args.split,
+            seconds=args.seconds,
+            sample_rate=args.sample_rate,
+            soundfont=args.soundfont,
+            seed=args.seed,
+            workers=args.workers,
+            renditions=args.renditions,
+            progress=not args.quiet,
+        )
+    )
+    speed = report.audio_seconds / report.wall_seconds if report.wall_seconds > 0 else 0.0
+    print(
+        f"wrote {len(report.written)} track(s), skipped {len(report.skipped)} already present, "
+        f"{report.audio_seconds:.1f} s of audio in {report.wall_seconds:.1f} s ({speed:.1f}× real time) → {args.out}"
+    )
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score separated stems (or an oracle) against a reference dataset",
+        description=(
+            "Compute cSDR (SiSEC18: BSSEval v4 via museval, 1 s windows, median over windows then tracks), uSDR "
+            "(MDX: whole signal, mean over tracks), SI-SDR, SIR, SAR and ISR per target, and their average over "
+            "targets. Estimates are read from EST_DIR/<track folder name>/<target>.wav; chorale targets are "
+            "soprano, alto, tenor, bass; MUSDB targets vocals, drums, bass, other."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--reference", type=Path, required=True, help="dataset with references (chorale folders or MUSDB18 root)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--estimates", type=Path, help="folder of estimates: EST_DIR/<track>/<target>.wav")
+    source.add_argument("--oracle", choices=("mixture", "irm"), help="score an oracle instead: the mixture (floor) or the ideal ratio mask (ceiling)")
+    p.add_argument("--targets", default=None, help="comma-separated targets (default: all of the dataset's)")
+    p.add_argument("--subset", default="test", help="MUSDB subset (train or test)")
+    p.add_argument("--json", type=Path, default=None, help="write per-track, per-target and average figures here")
+    p.add_argument("--frames", action="store_true", help="also keep per-window BSSEval values in the JSON")
+    p.add_argument("--workers", type=int, default=1, help="tracks evaluated in parallel")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from stemkit.evaluation import evaluate_dataset, format_table, write_json
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
+    result = evaluate_dataset(
+        args.reference,
+        estimates=args.estimates,
+        oracle=args.oracle,
+        targets=targets,
+        subset=args.subset,
+        workers=args.workers,
+        keep_frames=args.frames,
+        progress=not args.quiet,
+    )
+    name = f"{args.oracle} (oracle)" if args.oracle else str(args.estimates)
+    print(format_table({name: result}))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the built-in default job: make test chorales and report the oracle baselines",
+        description=(
+            "Generate a few test-split string-quartet chorales, evaluate the mixture (floor) and ideal-ratio-mask "
+            "(ceiling) oracles on them, and write metrics.md, metrics.json and metrics.png to --out."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    p.add_argument("--num", type=int, default=3, help="number of test chorales")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per chorale")
+    p.add_argument("--ensemble", default="string", help="string, brass, woodwind or random")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from stemkit.demo import run_demo
+
+    summary = run_demo(args.out, num=args.num, seconds=args.seconds, ensemble=args.ensemble, workers=args.workers, soundfont=args.soundfont)
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="stemkit",
+        description="stemkit: make multi-instrument datasets, separate, disentangle and synthesize music stems.",
+    )
+    parser.add_argument("--version", action="version", version=f"stemkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    data = sub.add_parser("data", help="make datasets (chorales)", description="Make datasets.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATASET", parser_class=_Parser)
+    _add_chorales(data_sub)
+    data.set_defaults(func=lambda _args: _missing(data))
+    _add_eval(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _missing(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except StemkitError as exc:
+        print(f"stemkit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stemkit: interrupted; finished outputs are kept, unfinished ones were not written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

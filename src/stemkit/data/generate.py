@@ -1,0 +1,271 @@
+"""``stemkit data chorales``: render chorales into the CocoChorales layout, in parallel, resumably.
+
+Each track is built in a hidden temporary folder beside its final place and renamed into place
+only when complete, so an interrupted run leaves no half-written track, and a re-run skips every
+track that is already there. Only folders this generator created (``.<track>.partial-*``) are ever
+removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from stemkit.audio.io import save_audio
+from stemkit.audio.loudness import normalize_loudness
+from stemkit.data.chorales import ChoraleSource, extract_satb, perform, select_sources, track_seed
+from stemkit.data.ensembles import ENSEMBLE_CHOICES, choose_instruments, fit_to_range
+from stemkit.data.layout import track_dir_name
+from stemkit.data.render import FluidSynthRenderer, check_soundfont, default_soundfont, import_fluidsynth
+from stemkit.errors import StemkitError
+from stemkit.midi.notes import MidiTrack, Note, write_midi
+
+TARGET_LUFS = -13.0  #: per-stem loudness, as CocoChorales
+TARGET_PEAK_DB = -1.0  #: the mix's peak after the overall gain
+RENDITIONS_STRIDE = 1000  #: track number = rendition * 1000 + chorale index
+
+
+@dataclass
+class GenerateConfig:
+    out: Path
+    ensemble: str = "string"
+    num: int | None = None
+    split: str = "train"
+    seconds: float | None = None
+    sample_rate: int = 16000
+    soundfont: Path | None = None
+    seed: int = 0
+    workers: int = 1
+    renditions: int = 1
+    progress: bool = True
+
+
+@dataclass
+class TrackJob:
+    source: ChoraleSource
+    ensemble: str
+    rendition: int
+    number: int
+    config: GenerateConfig = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return track_dir_name(self.ensemble, self.number)
+
+
+@dataclass
+class GenerateReport:
+    written: list[str]
+    skipped: list[str]
+    not_satb: list[str]
+    audio_seconds: float
+    wall_seconds: float
+
+
+def validate(config: GenerateConfig) -> GenerateConfig:
+    """Check everything a user can get wrong before any work starts, each with a one-line fix."""
+    if config.ensemble not in ENSEMBLE_CHOICES:
+        raise StemkitError(f"unknown ensemble {config.ensemble!r}: choose one of {', '.join(ENSEMBLE_CHOICES)}")
+    if config.split not in ("train", "valid", "test", "all"):
+        raise StemkitError(f"unknown split {config.split!r}: choose train, valid, test or all")
+    if config.num is not None and config.num < 1:
+        raise StemkitError("--num must be at least 1")
+    if config.seconds is not None and config.seconds <= 0:
+        raise StemkitError("--seconds must be positive")
+    if not 8000 <= config.sample_rate <= 96000:
+        raise StemkitError(f"--sample-rate {config.sample_rate} is outside FluidSynth's 8000–96000 Hz")
+    if config.workers < 1:
+        raise StemkitError("--workers must be at least 1")
+    if not 1 <= config.renditions < RENDITIONS_STRIDE:
+        raise StemkitError(f"--renditions must be between 1 and {RENDITIONS_STRIDE - 1}")
+    import_fluidsynth()
+    config.soundfont = check_soundfont(config.soundfont) if config.soundfont else default_soundfont()
+    _check_writable(config.out)
+    return config
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".stemkit-write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise StemkitError(f"cannot write to {out}: {exc.strerror or exc} (choose another --out)") from None
+
+
+def plan_jobs(config: GenerateConfig) -> list[TrackJob]:
+    """The tracks to make: every chorale of the split × renditions, in key order.
+
+    ``--num`` is applied later, after scores that are not four-voice chorales are skipped, so that
+    ``--num 3`` really yields three tracks.
+    """
+    sources = select_sources(config.split)
+    jobs = [
+        TrackJob(s, config.ensemble, r, r * RENDITIONS_STRIDE + s.index, config)
+        for r in range(config.renditions)
+        for s in sources
+    ]
+    if config.num is not None and config.num > len(jobs):
+        raise StemkitError(
+            f"--num {config.num} is more than the {len(jobs)} chorales of the {config.split} split"
+            f" × {config.renditions} rendition(s): lower --num, raise --renditions or use --split all"
+        )
+    return jobs
+
+
+def generate(config: GenerateConfig) -> GenerateReport:
+    """Make the dataset described by ``config``; the Python API behind ``stemkit data chorales``."""
+    config = validate(config)
+    jobs = plan_jobs(config)
+    wanted = config.num if config.num is not None else len(jobs)
+    started = time.perf_counter()
+    written: list[str] = []
+    skipped: list[str] = []
+    not_satb: list[str] = []
+    audio_seconds = 0.0
+    pending = iter(jobs)
+    bar = tqdm(total=wanted, desc="chorales", unit="track", disable=not config.progress)
+    executor = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
+    try:
+        while len(written) + len(skipped) < wanted:
+            batch = []
+            for job in pending:
+                if (config.out / job.name / "metadata.yaml").is_file():
+                    skipped.append(job.name)
+                    bar.update(1)
+                    if len(written) + len(skipped) >= wanted:
+                        break
+                    continue
+                batch.append(job)
+                if len(batch) >= wanted - len(written) - len(skipped):
+                    break
+            if not batch:
+                break
+            results = executor.map(build_track, batch) if executor else map(build_track, batch)
+            for job, seconds in zip(batch, results):
+                if seconds is None:
+                    not_satb.append(job.source.key)
+                else:
+                    written.append(job.name)
+                    audio_seconds += seconds
+                    bar.update(1)
+    finally:
+        if executor:
+            executor.shutdown(cancel_futures=True)
+        bar.close()
+    if len(written) + len(skipped) < wanted:
+        raise StemkitError(
+            f"only {len(written) + len(skipped)} of the {wanted} requested tracks could be made: "
+            f"{len(not_satb)} scores of the {config.split} split are not four-voice chorales; lower --num"
+        )
+    return GenerateReport(written, skipped, not_satb, audio_seconds, time.perf_counter() - started)
+
+
+_RENDERERS: dict[tuple[str, int], FluidSynthRenderer] = {}
+
+
+def _renderer(soundfont: Path, sample_rate: int) -> FluidSynthRenderer:
+    key = (str(soundfont), sample_rate)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = FluidSynthRenderer(soundfont, sample_rate)
+    return _RENDERERS[key]
+
+
+def build_track(job: TrackJob) -> float | None:
+    """Render one track into a temporary folder and rename it into place.
+
+    Returns the track's length in seconds, or ``None`` when the score is not a four-voice chorale.
+    """
+    config = job.config
+    voices = extract_satb(job.source.path)
+    if voices is None:
+        return None
+    rng = np.random.default_rng(track_seed(config.seed, job.source.key, job.ensemble, job.rendition))
+    instruments = choose_instruments(job.ensemble, rng)
+    fitted = []
+    for voice, instrument in zip(voices, instruments):
+        pitches = fit_to_range([n.pitch for n in voice], instrument)
+        fitted.append([type(n)(n.onset, n.duration, p, n.fermata) for n, p in zip(voice, pitches)])
+    performance = perform(fitted, rng, config.seconds)
+    sr = config.sample_rate
+    if config.seconds is not None:
+        num_samples = int(round(config.seconds * sr))
+    else:
+        last = max((n.end for v in performance.voices for n in v), default=0.0)
+        num_samples = int(round(last * sr)) + int(0.5 * sr)
+
+    renderer = _renderer(config.soundfont, sr)
+    stems, loudness, factors = [], [], []
+    for notes, instrument in zip(performance.voices, instruments):
+        audio = renderer.render(notes, instrument.program, num_samples)
+        normalized, gain, lufs = normalize_loudness(audio.astype(np.float64), sr, TARGET_LUFS)
+        stems.append(normalized)
+        loudness.append(lufs)
+        factors.append(gain)
+    peak = float(np.max(np.abs(np.sum(stems, axis=0)))) if num_samples else 0.0
+    target_peak = 10.0 ** (TARGET_PEAK_DB / 20.0)
+    overall_gain = target_peak / peak if peak > 0 else 1.0
+    # Quantise stems to 16 bit first and sum the integers: the written mix is then exactly the sum
+    # of the written stems (a float sum quantised afterwards would differ by rounding).
+    stems_int = [np.round(np.clip(s * overall_gain, -1.0, 1.0 - 2**-15) * 32768.0).astype(np.int32) for s in stems]
+    mix_int = np.sum(stems_int, axis=0)
+    if np.max(np.abs(mix_int), initial=0) > 32767:
+        raise RuntimeError(f"{job.name}: the mix overflows 16 bit although it was normalised to {TARGET_PEAK_DB} dBFS")
+
+    final = config.out / job.name
+    _remove_stale_partials(config.out, job.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}.partial-", dir=config.out))
+    try:
+        stem_names = [f"{i}_{inst.name}" for i, inst in enumerate(instruments)]
+        midi_tracks = [
+            MidiTrack(name, inst.program, notes) for name, inst, notes in zip(stem_names, instruments, performance.voices)
+        ]
+        write_midi(tmp / "mix.mid", midi_tracks, performance.tempo)
+        for track in midi_tracks:
+            write_midi(tmp / "stems_MIDI" / f"{track.name}.mid", [track], performance.tempo)
+        for name, stem in zip(stem_names, stems_int):
+            save_audio(tmp / "stems_audio" / f"{name}.wav", stem[None] / 32768.0, sr, "PCM_16")
+        save_audio(tmp / "mix.wav", mix_int[None] / 32768.0, sr, "PCM_16")
+        metadata = {
+            "midi_file": "mix.mid",
+            "tempo": round(performance.tempo, 3),
+            "ensemble": job.ensemble,
+            "instrument_name": [inst.name for inst in instruments],
+            "midi_program_number": [inst.program for inst in instruments],
+            "normalization_factor": [float(f) for f in factors],
+            "target_peak": TARGET_PEAK_DB,
+            "normalized": True,
+            "overall_gain": float(overall_gain),
+            "stem_integrated_loudness": [float(x) for x in loudness],
+            "target_loudness": TARGET_LUFS,
+            "source_chorale": job.source.key,
+            "split": job.source.split,
+            "soundfont": str(config.soundfont),
+            "seed": config.seed,
+            "rendition": job.rendition,
+            "sample_rate": sr,
+            "num_samples": num_samples,
+        }
+        # metadata.yaml is written last: its presence marks a complete track.
+        (tmp / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return num_samples / sr
+
+
+def _remove_stale_partials(out: Path, name: str) -> None:
+    """Remove this track's temporary folders left by a crashed run (only ours: hidden, named for it)."""
+    for stale in out.glob(f".{name}.partial-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""Render note lists to audio with FluidSynth (through pyfluidsynth) and a General MIDI soundfont.
+
+One synthesizer is kept per process and reused for every stem: loading a 140 MB soundfont costs far
+more than rendering a chorale voice. Reverb and chorus are off, so a stem is exactly the instrument
+and stems rendered alone add up to the ensemble.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stemkit.errors import StemkitError
+from stemkit.midi.notes import Note
+
+#: Where Debian/Ubuntu (fluid-soundfont-gm), Fedora and Homebrew put a General MIDI soundfont.
+DEFAULT_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/opt/homebrew/share/soundfonts/default.sf2",
+)
+
+RELEASE_SECONDS = 0.5  #: audio kept after the last note-off so its release is not cut
+
+
+def default_soundfont() -> Path:
+    """The first General MIDI soundfont found in the usual system places (``STEMKIT_SOUNDFONT`` first)."""
+    env = os.environ.get("STEMKIT_SOUNDFONT")
+    for candidate in ([env] if env else []) + list(DEFAULT_SOUNDFONTS):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise StemkitError(
+        "no General MIDI soundfont found: install one (Debian/Ubuntu: apt-get install fluid-soundfont-gm) "
+        "or pass --soundfont PATH to an .sf2/.sf3 file"
+    )
+
+
+def check_soundfont(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise StemkitError(f"soundfont not found: {path} (pass --soundfont PATH to an .sf2/.sf3 file)")
+    if path.suffix.lower() not in (".sf2", ".sf3"):
+        raise StemkitError(f"{path} is not a soundfont: --soundfont needs an .sf2 or .sf3 file")
+    return path
+
+
+def import_fluidsynth():
+    """Import pyfluidsynth, turning a missing system library into a one-line fix."""
+    try:
+        import fluidsynth
+    except ImportError:
+        raise StemkitError(
+            "the FluidSynth library is not installed: apt-get install libfluidsynth3 (macOS: brew install fluid-synth)"
+        ) from None
+    except OSError as exc:
+        raise StemkitError(f"the FluidSynth library failed to load ({exc}): reinstall libfluidsynth3") from None
+    return fluidsynth
+
+
+class FluidSynthRenderer:
+    """Renders one monophonic-or-not voice at a time to mono float32 audio."""
+
+    def __init__(self, soundfont: str | os.PathLike, sample_rate: int) -> None:
+        fluidsynth = import_fluidsynth()
+        self.sample_rate = int(sample_rate)
+        self.soundfont = Path(soundfont)
+        self._synth = fluidsynth.Synth(
+            gain=3.0,  # FluidSynth renders quietly; more gain keeps 16-bit output well above its noise floor
+            samplerate=float(sample_rate),
+            **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1},
+        )
+        self._sfid = self._synth.sfload(str(self.soundfont))
+        if self._sfid < 0:
+            raise StemkitError(f"FluidSynth could not load the soundfont {self.soundfont}: is it a valid .sf2/.sf3?")
+
+    def render(self, notes: list[Note], program: int, num_samples: int | None = None) -> np.ndarray:
+        """Mono float32 audio of ``notes`` played by GM ``program``.
+
+        Length: ``num_samples`` when given (notes past it are cut off with the audio), else the last
+        note-off plus a short release.
+        """
+        synth = self._synth
+        synth.system_reset()
+        synth.program_select(0, self._sfid, 0, int(program))
+        events = []
+        for note in notes:
+            on = int(round(note.start * self.sample_rate))
+            off = max(on + 1, int(round(note.end * self.sample_rate)))
+            events.append((on, 1, note.pitch, note.velocity))
+            events.append((off, 0, note.pitch, 0))
+        events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same instant
+        if num_samples is None:
+            last = max((e[0] for e in events), default=0)
+            num_samples = last + int(RELEASE_SECONDS * self.sample_rate)
+        chunks, cursor = [], 0
+        for time, is_on, pitch, velocity in events:
+            time = min(time, num_samples)
+            if time > cursor:
+                chunks.append(synth.get_samples(time - cursor))
+                cursor = time
+            if cursor >= num_samples:
+                break
+            if is_on:
+                synth.noteon(0, int(pitch), int(velocity))
+            else:
+                synth.noteoff(0, int(pitch))
+        if num_samples > cursor:
+            chunks.append(synth.get_samples(num_samples - cursor))
+        synth.all_sounds_off(0)
+        stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) if chunks else np.zeros((0, 2), np.float32)
+        return (stereo.mean(axis=1) / 32768.0).astype(np.float32)
