@@ -126,6 +126,8 @@ def generate(config: GenerateConfig) -> GenerateReport:
     """Make the dataset described by ``config``; the Python API behind ``stemkit data chorales``."""
     config = validate(config)
     jobs = plan_jobs(config)
+    for job in jobs:
+        _remove_stale_partials(config.out, job.name)
     wanted = config.num if config.num is not None else len(jobs)
     started = time.perf_counter()
     written: list[str] = []
@@ -222,7 +224,8 @@ def build_track(job: TrackJob) -> float | None:
         raise RuntimeError(f"{job.name}: the mix overflows 16 bit although it was normalised to {TARGET_PEAK_DB} dBFS")
 
     final = config.out / job.name
-    _remove_stale_partials(config.out, job.name)
+    if final.exists():
+        raise StemkitError(f"{final} exists but has no metadata.yaml; it was not made by stemkit: move it away and re-run")
     tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}.partial-", dir=config.out))
     try:
         stem_names = [f"{i}_{inst.name}" for i, inst in enumerate(instruments)]

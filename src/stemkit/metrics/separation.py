@@ -51,12 +51,18 @@ def si_sdr(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.nda
 
 
 def bss_eval_frames(
-    references: np.ndarray, estimates: np.ndarray, sample_rate: int, window: float = 1.0, hop: float = 1.0
+    references: np.ndarray,
+    estimates: np.ndarray,
+    sample_rate: int,
+    window: float = 1.0,
+    hop: float = 1.0,
+    mode: str = "v4",
 ) -> dict[str, np.ndarray]:
-    """BSSEval v4 framewise metrics via museval: ``{"SDR","ISR","SIR","SAR": [sources, frames]}``.
+    """BSSEval framewise metrics via museval: ``{"SDR","ISR","SIR","SAR": [sources, frames]}``.
 
     ``references``/``estimates`` are ``[sources, samples, channels]``; estimates are cut or zero-padded
-    to the references' length, as museval does.
+    to the references' length, as museval does. ``mode="v4"`` is SiSEC18's (one set of distortion
+    filters per track); ``mode="v3"`` refits them per window, as mir_eval's ``bss_eval_images``.
     """
     import museval
 
@@ -68,7 +74,7 @@ def bss_eval_frames(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # silent frames: museval yields NaN, as intended
         sdr, isr, sir, sar = museval.evaluate(
-            refs, ests, win=int(window * sample_rate), hop=int(hop * sample_rate), mode="v4", padding=True
+            refs, ests, win=int(window * sample_rate), hop=int(hop * sample_rate), mode=mode, padding=True
         )
     return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
 

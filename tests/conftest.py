@@ -1,0 +1,38 @@
+"""Shared fixtures: one small rendered chorale dataset per test session (FluidSynth, a few seconds)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path | None:
+    """``../shared`` beside the checkout (where CI puts it), or ``STEMKIT_SHARED``."""
+    for candidate in (os.environ.get("STEMKIT_SHARED"), REPO.parent / "shared", "/work/shared"):
+        if candidate and (Path(candidate) / "data").is_dir():
+            return Path(candidate)
+    return None
+
+
+def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real ``stemkit`` command line in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stemkit", *args], capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"stemkit {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def chorale_dir(tmp_path_factory) -> Path:
+    """Three test-split string-quartet chorales of 4 s each, rendered with two workers."""
+    out = tmp_path_factory.mktemp("chorales")
+    run_cli("data", "chorales", "--out", str(out), "--num", "3", "--split", "test", "--seconds", "4", "--workers", "2", "--quiet", check=True)
+    return out
