@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stemkit.atomic import atomic_output
 from stemkit.data.generate import GenerateConfig, generate
 from stemkit.evaluation import evaluate_dataset, format_table, plot_results, write_json
 
@@ -26,6 +27,7 @@ def run_demo(
     }
     table = format_table(results)
     write_json(out / "metrics.json", results)
-    (out / "metrics.md").write_text(table + "\n")
+    with atomic_output(out / "metrics.md") as tmp:
+        tmp.write_text(table + "\n")
     plot_results(results, out / "metrics.png")
     return f"{table}\n\nwrote {out / 'metrics.md'}, {out / 'metrics.json'}, {out / 'metrics.png'} (data in {data_dir})"

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from stemkit.atomic import atomic_output
 from stemkit.audio.io import load_audio
 from stemkit.data.reference import ReferenceTrack, open_reference_dataset
 from stemkit.errors import StemkitError
@@ -131,11 +130,8 @@ def _fmt(value: float) -> str:
 def write_json(path: str | Path, data: dict) -> Path:
     """Write JSON atomically (NaN becomes null, so any JSON reader can load it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.json", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(_nan_to_none(data), handle, indent=1)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(_nan_to_none(data), indent=1))
     return path
 
 
@@ -171,12 +167,9 @@ def plot_results(results: dict[str, dict], path: str | Path, metric: str = "cSDR
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

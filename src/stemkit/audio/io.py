@@ -1,14 +1,8 @@
-"""Read and write audio files with soundfile; writes are atomic.
-
-Why atomic: a separation or rendering job that dies half way must never leave a truncated file that
-a later run mistakes for a finished one. Every write goes to a temporary file in the destination
-folder and is renamed into place, which is atomic on POSIX file systems.
-"""
+"""Read and write audio files with soundfile; writes are atomic (see :mod:`stemkit.atomic`)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +10,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from stemkit.atomic import atomic_output
 from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
 
@@ -107,15 +102,8 @@ def save_audio(
     data = np.ascontiguousarray(data.T.astype(np.float32 if subtype == "FLOAT" else np.float64, copy=False))
     if subtype != "FLOAT":
         data = np.clip(data, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
     return path
 
 

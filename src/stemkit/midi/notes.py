@@ -7,12 +7,12 @@ so the score's musical time is resolved exactly once, when a performance is made
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pretty_midi
 
+from stemkit.atomic import atomic_output
 from stemkit.errors import StemkitError
 
 
@@ -42,15 +42,8 @@ def write_midi(path: str | os.PathLike, tracks: list[MidiTrack], tempo: float = 
         inst = pretty_midi.Instrument(program=int(track.program), name=track.name)
         inst.notes = [pretty_midi.Note(int(n.velocity), int(n.pitch), float(n.start), float(n.end)) for n in track.notes]
         midi.instruments.append(inst)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mid", dir=path.parent)
-    os.close(fd)
-    try:
-        midi.write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        midi.write(str(tmp))
     return path
 
 
