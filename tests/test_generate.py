@@ -108,3 +108,25 @@ def test_missing_fluidsynth_library_is_one_line(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o")], capture_output=True, text=True)
     assert "FluidSynth library is not installed" in _one_line_error(result)
+
+
+def test_rendered_stems_play_their_midi(chorale_dir):
+    """The audio is the MIDI: pyin's f0 on each stem matches the sounding MIDI note in most voiced frames."""
+    import librosa
+
+    from stemkit.midi.notes import read_midi_tracks
+
+    track = list_tracks(chorale_dir)[0]
+    for stem in track.stems:
+        audio, sr = sf.read(stem, dtype="float32")
+        notes = read_midi_tracks(track.path / "stems_MIDI" / f"{stem.stem}.mid")[0].notes
+        f0, voiced, _ = librosa.pyin(audio, fmin=50, fmax=2000, sr=sr, frame_length=2048, hop_length=512)
+        times = librosa.times_like(f0, sr=sr, hop_length=512)
+        hits = total = 0
+        for t, hz, v in zip(times, f0, voiced):
+            sounding = [n.pitch for n in notes if n.start + 0.05 <= t <= n.end - 0.05]
+            if not v or len(sounding) != 1:
+                continue
+            total += 1
+            hits += abs(librosa.hz_to_midi(hz) - sounding[0]) < 0.5
+        assert total > 20 and hits / total > 0.8, (stem.name, hits, total)

@@ -156,7 +156,7 @@ def plot_results(results: dict[str, dict], path: str | Path, metric: str = "cSDR
     first = next(iter(results.values()))
     groups = [*first["targets"], "average"]
     width = 0.8 / len(results)
-    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 3.5, 4))
     for i, (name, result) in enumerate(results.items()):
         values = [result["per_target"][t][metric] for t in first["targets"]] + [result["average"][metric]]
         ax.bar(np.arange(len(groups)) + (i - (len(results) - 1) / 2) * width, values, width, label=name)
@@ -164,7 +164,7 @@ def plot_results(results: dict[str, dict], path: str | Path, metric: str = "cSDR
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylabel(f"{metric} (dB)")
     ax.set_title(f"{metric} on {first['num_tracks']} track(s) of {Path(first['reference']).name}")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     path = Path(path)
     with atomic_output(path) as tmp:
