@@ -1,6 +1,5 @@
 """The chorale generator end to end through the real CLI: layout, loudness, resumability, errors."""
 
-import shutil
 import subprocess
 import sys
 

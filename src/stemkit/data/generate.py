@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 
 from stemkit.audio.io import save_audio
 from stemkit.audio.loudness import normalize_loudness
-from stemkit.data.chorales import ChoraleSource, extract_satb, perform, select_sources, track_seed
+from stemkit.data.chorales import ChoraleSource, ScoreNote, extract_satb, perform, select_sources, track_seed
 from stemkit.data.ensembles import ENSEMBLE_CHOICES, choose_instruments, fit_to_range
 from stemkit.data.layout import track_dir_name
 from stemkit.data.render import FluidSynthRenderer, check_soundfont, default_soundfont, import_fluidsynth
 from stemkit.errors import StemkitError
-from stemkit.midi.notes import MidiTrack, Note, write_midi
+from stemkit.midi.notes import MidiTrack, write_midi
 
 TARGET_LUFS = -13.0  #: per-stem loudness, as CocoChorales
 TARGET_PEAK_DB = -1.0  #: the mix's peak after the overall gain
@@ -196,7 +196,7 @@ def build_track(job: TrackJob) -> float | None:
     fitted = []
     for voice, instrument in zip(voices, instruments):
         pitches = fit_to_range([n.pitch for n in voice], instrument)
-        fitted.append([type(n)(n.onset, n.duration, p, n.fermata) for n, p in zip(voice, pitches)])
+        fitted.append([ScoreNote(n.onset, n.duration, p, n.fermata) for n, p in zip(voice, pitches)])
     performance = perform(fitted, rng, config.seconds)
     sr = config.sample_rate
     if config.seconds is not None:

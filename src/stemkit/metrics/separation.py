@@ -113,9 +113,9 @@ def evaluate_track(
             entry[name] = float(np.nanmedian(values)) if np.any(np.isfinite(values)) else float("nan")
         entry["uSDR"] = usdr(refs[i], ests[i])
         entry["SI-SDR"] = si_sdr(refs[i], ests[i])
+        result[target] = {m: entry[m] for m in METRICS}
         if keep_frames:
-            entry["frames"] = {key: [float(v) for v in frames[key][i]] for key in ("SDR", "SIR", "SAR", "ISR")}
-        result[target] = {m: entry[m] for m in METRICS} | ({"frames": entry["frames"]} if keep_frames else {})
+            result[target]["frames"] = {key: [float(v) for v in frames[key][i]] for key in ("SDR", "SIR", "SAR", "ISR")}
     return result
 
 
