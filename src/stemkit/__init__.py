@@ -1,3 +1,14 @@
 """stemkit: make multi-instrument datasets, separate, disentangle and synthesize music stems."""
 
 __version__ = "0.1.0"
+
+__all__ = ["Separator", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `import stemkit` (and the CLI's --help) stays fast and torch-free until needed.
+    if name == "Separator":
+        from stemkit.separation.separator import Separator
+
+        return Separator
+    raise AttributeError(f"module 'stemkit' has no attribute {name!r}")

@@ -23,6 +23,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except where the help already says what the default means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_chorales(sub: argparse._SubParsersAction) -> None:
     from stemkit.data.ensembles import ENSEMBLE_CHOICES
 
@@ -35,7 +45,7 @@ def _add_chorales(sub: argparse._SubParsersAction) -> None:
             "stems_audio/}). Splits are fixed by chorale (sha1 of the corpus key), so test sets agree everywhere. "
             "Resumable: finished tracks are skipped, unfinished ones never appear."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     p.add_argument("--ensemble", default="string", help=f"one of {', '.join(ENSEMBLE_CHOICES)}")
@@ -87,7 +97,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
             "targets. Estimates are read from EST_DIR/<track folder name>/<target>.wav; chorale targets are "
             "soprano, alto, tenor, bass; MUSDB targets vocals, drums, bass, other."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument("--reference", type=Path, required=True, help="dataset with references (chorale folders or MUSDB18 root)")
     source = p.add_mutually_exclusive_group(required=True)
@@ -124,15 +134,112 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_separate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "separate",
+        help="separate mixtures into their instruments with a trained model",
+        description=(
+            "Separate audio files (or every audio file of a folder, or every track of a chorale dataset) into "
+            "OUT/<model>/<name>/<target>.<format>. Audio is resampled to the model's rate and back; long files run "
+            "in overlapping windows with bounded memory. Inputs whose outputs all exist are skipped unless "
+            "--overwrite, so an interrupted batch resumes."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders of audio files, or chorale datasets")
+    p.add_argument("--model", "-n", default=None, help="a shipped model name or a .safetensors/.ckpt file (default: lasaft-chorales-string)")
+    p.add_argument("--targets", default=None, help="comma-separated targets to write (default: all the model's targets)")
+    p.add_argument("--out", "-o", type=Path, default=Path("separated"), help="output folder")
+    p.add_argument("--segment", type=float, default=None, help="window length in seconds (default: the model's training window)")
+    p.add_argument("--overlap", type=float, default=0.25, help="fraction of each window shared with the next")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (16-bit)")
+    p.add_argument("--residual", action="store_true", help="also write residual = mix − sum of the written targets")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("--shard", default=None, help="I/N: separate only every N-th input starting at the I-th (parallel jobs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_separate)
+
+
+def _run_separate(args: argparse.Namespace) -> int:
+    from stemkit.separation.batch import collect_inputs, parse_shard, separate_many
+    from stemkit.separation.separator import DEFAULT_MODEL, Separator
+
+    shard = parse_shard(args.shard)
+    inputs = collect_inputs(args.inputs)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
+    separator = Separator(args.model or DEFAULT_MODEL, device=args.device, segment=args.segment, overlap=args.overlap,
+                          batch_size=args.batch_size, progress=not args.quiet)
+    separator.check_targets(targets)
+    report = separate_many(separator, inputs, args.out, targets, args.format, args.residual, args.overwrite, shard,
+                           progress=not args.quiet)
+    files = len(report.written)
+    print(f"wrote {files} file(s) to {args.out / separator.name}" + (
+        f"; skipped {len(report.skipped)} input(s) already separated (pass --overwrite to redo)" if report.skipped else ""))
+    return 0
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="train a model from a YAML config (LightningCLI; see stemkit fit --help)",
+        add_help=False,
+        prefix_chars="\x00",
+    )
+    p.add_argument("lightning_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_run_fit)
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from stemkit.training.fit import run_fit
+
+    return run_fit(args.lightning_args)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="turn a training checkpoint into shippable safetensors weights + JSON config",
+        description=(
+            "Export the model of a `stemkit fit` checkpoint (.ckpt) to NAME.safetensors and NAME.json in --out: weights "
+            "without optimizer state, and the config the model is rebuilt from. `stemkit separate --model` loads either."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("checkpoint", type=Path, help="a .ckpt written by stemkit fit")
+    p.add_argument("--name", required=True, help="model name (also the output folder name of stemkit separate)")
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder")
+    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="provenance to record (repeatable)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from stemkit.separation.checkpoints import load_model, save_model
+
+    provenance = {}
+    for note in args.note:
+        key, sep, value = note.partition("=")
+        if not sep:
+            raise StemkitError(f"--note must be KEY=VALUE, got {note!r}")
+        provenance[key] = value
+    model, meta = load_model(args.checkpoint)
+    provenance = {**meta.get("provenance", {}), **provenance}
+    path = save_model(model, args.out / args.name, name=args.name, provenance=provenance)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="the built-in default job: make test chorales and report the oracle baselines",
+        help="the built-in default job: make test chorales, separate them with the shipped model, report metrics",
         description=(
-            "Generate a few test-split string-quartet chorales, evaluate the mixture (floor) and ideal-ratio-mask "
-            "(ceiling) oracles on them, and write metrics.md, metrics.json and metrics.png to --out."
+            "Generate a few test-split string-quartet chorales, separate them with the shipped model, evaluate it next "
+            "to the mixture (floor) and ideal-ratio-mask (ceiling) oracles, and write metrics.md, metrics.json and "
+            "metrics.png to --out."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     p.add_argument("--num", type=int, default=3, help="number of test chorales")
@@ -140,13 +247,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", default="string", help="string, brass, woodwind or random")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont")
+    p.add_argument("--model", default=None, help="separator to demonstrate (default: the shipped lasaft-chorales-string)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from stemkit.demo import run_demo
 
-    summary = run_demo(args.out, num=args.num, seconds=args.seconds, ensemble=args.ensemble, workers=args.workers, soundfont=args.soundfont)
+    summary = run_demo(args.out, num=args.num, seconds=args.seconds, ensemble=args.ensemble, workers=args.workers, soundfont=args.soundfont,
+                       model=args.model, device=args.device)
     print(summary)
     return 0
 
@@ -163,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chorales(data_sub)
     data.set_defaults(func=lambda _args: _missing(data))
     _add_eval(sub)
+    _add_separate(sub)
+    _add_fit(sub)
+    _add_export(sub)
     _add_demo(sub)
     return parser
 

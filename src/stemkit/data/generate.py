@@ -164,7 +164,7 @@ def generate(config: GenerateConfig) -> GenerateReport:
         if executor:
             executor.shutdown(cancel_futures=True)
         bar.close()
-    if len(written) + len(skipped) < wanted:
+    if config.num is not None and len(written) + len(skipped) < wanted:
         raise StemkitError(
             f"only {len(written) + len(skipped)} of the {wanted} requested tracks could be made: "
             f"{len(not_satb)} scores of the {config.split} split are not four-voice chorales; lower --num"

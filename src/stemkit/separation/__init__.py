@@ -1,6 +1,7 @@
-"""Separation: the ``Separator`` protocol and oracle separators (mixture floor, IRM ceiling)."""
+"""Separation: the ``SupportsSeparate`` protocol, oracles (mixture floor, IRM ceiling), LaSAFT and the ``Separator``."""
 
-from stemkit.separation.base import Separator
+from stemkit.separation.base import SupportsSeparate
 from stemkit.separation.oracles import ideal_ratio_mask, mixture_oracle
+from stemkit.separation.separator import Separator
 
-__all__ = ["Separator", "ideal_ratio_mask", "mixture_oracle"]
+__all__ = ["Separator", "SupportsSeparate", "ideal_ratio_mask", "mixture_oracle"]

@@ -8,7 +8,7 @@ import torch
 
 
 @runtime_checkable
-class Separator(Protocol):
+class SupportsSeparate(Protocol):
     """``separate(mix [channels, samples], sample_rate, targets, query) -> {target: [channels, samples]}``.
 
     ``targets`` selects which stems to return (all when ``None``); ``query`` is an optional audio
