@@ -128,3 +128,16 @@ def test_sf_sanity(tmp_path):
     """soundfile writes what we think it writes: a 24-bit file is 24-bit."""
     path = save_audio(tmp_path / "a.wav", _noise(), 16000, "24")
     assert sf.info(str(path)).subtype == "PCM_24"
+
+
+def test_atomic_output_gets_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from stemkit.atomic import atomic_output
+
+    with atomic_output(tmp_path / "x.txt") as tmp:
+        tmp.write_text("hi")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o666 & ~mask

@@ -60,6 +60,11 @@ def test_eval_errors_are_one_line(chorale_dir, tmp_path):
 def test_demo_writes_table_json_and_plot(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path / "demo"), "--num", "1", "--seconds", "3", "--workers", "1", check=True)
     assert "IRM (oracle)" in result.stdout and "mixture (oracle)" in result.stdout
+    assert "lasaft-chorales-string" in result.stdout  # the shipped model runs out of the box
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    model, floor = metrics["lasaft-chorales-string"]["average"]["cSDR"], metrics["mixture (oracle)"]["average"]["cSDR"]
+    assert model > floor + 5, (model, floor)
+    assert len(list((tmp_path / "demo" / "separated" / "lasaft-chorales-string").glob("*/soprano.wav"))) == 1
     for name in ("metrics.md", "metrics.json", "metrics.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,7 +72,9 @@ def test_demo_writes_table_json_and_plot(tmp_path):
 
 def test_help_lists_subcommands():
     top = run_cli("--help", check=True).stdout
-    for sub in ("data", "eval", "demo"):
+    for sub in ("data", "eval", "demo", "separate", "fit", "export"):
         assert sub in top
     assert "--ensemble" in run_cli("data", "chorales", "--help", check=True).stdout
     assert "--oracle" in run_cli("eval", "--help", check=True).stdout
+    assert "--residual" in run_cli("separate", "--help", check=True).stdout
+    assert "--trainer.max_steps" in run_cli("fit", "--help", check=True).stdout

@@ -19,6 +19,14 @@ from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig
 from stemkit.separation.separator import separate_with_model
 
 
+def lasaft_loss(model: LaSAFT, batch: dict) -> torch.Tensor:
+    """The paper's training loss: MSE between estimated and true complex spectrograms of the named target."""
+    mix_spec = model.spectrogram(batch["mix"])
+    target_spec = model.spectrogram(batch["target"])
+    estimate = model.forward_spec(mix_spec, model.condition(batch["target_index"]))
+    return torch.nn.functional.mse_loss(estimate, target_spec)
+
+
 class LaSAFTSystem(L.LightningModule):
     """Trains a :class:`~stemkit.separation.lasaft.LaSAFT`.
 
@@ -61,10 +69,7 @@ class LaSAFTSystem(L.LightningModule):
                 raise ValueError(f"model sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        mix_spec = self.model.spectrogram(batch["mix"])
-        target_spec = self.model.spectrogram(batch["target"])
-        estimate = self.model.forward_spec(mix_spec, self.model.condition(batch["target_index"]))
-        loss = torch.nn.functional.mse_loss(estimate, target_spec)
+        loss = lasaft_loss(self.model, batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
