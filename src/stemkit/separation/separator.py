@@ -8,8 +8,6 @@ windows through the network (bounded memory on any length), resample back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import torch
 
 from stemkit.audio.chunking import overlap_add
@@ -194,6 +192,3 @@ class Separator:
             raise StemkitError(f"unknown format {format!r}: use wav or flac")
         names = self.check_targets(targets) + (["residual"] if residual else [])
         return [Path(folder) / f"{name}.{format}" for name in names]
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "targets": self.targets, "sample_rate": self.sample_rate, "device": str(self.device)}

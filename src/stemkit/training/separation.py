@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from stemkit.metrics.separation import evaluate_track
+from stemkit.metrics.separation import aggregate, evaluate_track
 from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig
 from stemkit.separation.separator import separate_with_model
 
@@ -90,15 +90,11 @@ class LaSAFTSystem(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._valid_results:
             return
-        averages = []
-        for target in self.config.targets:
-            for metric, reduce in (("cSDR", np.nanmedian), ("uSDR", np.nanmean)):
-                values = np.array([r[target][metric] for r in self._valid_results.values()], dtype=np.float64)
-                value = float(reduce(values)) if np.isfinite(values).any() else float("nan")
-                self.log(f"valid/{metric}_{target}", value, sync_dist=True)
-                if metric == "cSDR":
-                    averages.append(value)
-        self.log("valid/cSDR", float(np.nanmean(averages)), prog_bar=True, sync_dist=True)
+        per_target, average = aggregate(self._valid_results)  # the same reduction `stemkit eval` uses
+        for target, figures in per_target.items():
+            for metric in ("cSDR", "uSDR"):
+                self.log(f"valid/{metric}_{target}", figures[metric], sync_dist=True)
+        self.log("valid/cSDR", average["cSDR"], prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
