@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Separator", "__version__"]
+__all__ = ["ProgressiveSeparator", "Separator", "load_separator", "__version__"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,12 @@ def __getattr__(name: str):
         from stemkit.separation.separator import Separator
 
         return Separator
+    if name == "ProgressiveSeparator":
+        from stemkit.separation.progressive import ProgressiveSeparator
+
+        return ProgressiveSeparator
+    if name == "load_separator":
+        from stemkit.separation.adapters import load_separator
+
+        return load_separator
     raise AttributeError(f"module 'stemkit' has no attribute {name!r}")

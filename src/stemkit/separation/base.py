@@ -1,10 +1,15 @@
-"""The interface every separator satisfies: ours, peer adapters and oracles alike."""
+"""The interface every separator satisfies (ours, peer adapters, progressive wrappers, oracles), and
+the file handling they share."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
+
+from stemkit.audio.io import load_audio, save_audio
+from stemkit.errors import StemkitError
 
 
 @runtime_checkable
@@ -22,3 +27,68 @@ class SupportsSeparate(Protocol):
         targets: list[str] | None = None,
         query: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]: ...
+
+
+class FileSeparator:
+    """What turns a :class:`SupportsSeparate` with ``name`` and ``targets`` into a file tool.
+
+    Subclasses provide ``name``, ``targets`` and ``separate``; this adds target checking and the
+    all-or-nothing, atomic writing of one file's stems used by ``stemkit separate``.
+    """
+
+    name: str
+    #: whether ``separate`` accepts ``beta=`` (a remix-aware model for progressive inference)
+    takes_beta: bool = False
+
+    @property
+    def targets(self) -> list[str]:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def separate(self, mix: torch.Tensor, sample_rate: int, targets: list[str] | None = None,
+                 query: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def check_targets(self, targets: list[str] | None) -> list[str]:
+        """The requested targets in the model's order; unknown names are an error."""
+        if targets is None:
+            return self.targets
+        unknown = [t for t in targets if t not in self.targets]
+        if unknown:
+            raise StemkitError(f"unknown target(s) {', '.join(unknown)}: this model separates {', '.join(self.targets)}")
+        return [t for t in self.targets if t in targets]
+
+    def separate_file(
+        self,
+        path: str | Path,
+        folder: str | Path,
+        targets: list[str] | None = None,
+        format: str = "wav",
+        residual: bool = False,
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """Separate one file into ``folder/<target>.<format>``; returns the written paths.
+
+        Nothing is written if any output exists and ``overwrite`` is false, so a rerun never leaves a
+        half-replaced set of stems. ``residual`` adds ``residual`` = mix − Σ targets.
+        """
+        outputs = self.output_paths(folder, targets, format, residual)
+        existing = [p for p in outputs if p.exists()]
+        if existing and not overwrite:
+            raise StemkitError(f"{existing[0]} exists: pass --overwrite to replace it")
+        mix, rate = load_audio(path)
+        if mix.shape[-1] == 0:
+            raise StemkitError(f"{path} contains no audio")
+        stems = self.separate(mix, rate, self.check_targets(targets))
+        if residual:
+            stems["residual"] = mix - sum(stems.values())
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for out in outputs:
+            save_audio(out, stems[out.stem], rate, overwrite=True)
+        return outputs
+
+    def output_paths(self, folder: str | Path, targets: list[str] | None = None, format: str = "wav", residual: bool = False) -> list[Path]:
+        """Where :meth:`separate_file` writes: one file per target (and the residual)."""
+        if format not in ("wav", "flac"):
+            raise StemkitError(f"unknown format {format!r}: use wav or flac")
+        names = self.check_targets(targets) + (["residual"] if residual else [])
+        return [Path(folder) / f"{name}.{format}" for name in names]

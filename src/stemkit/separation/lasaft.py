@@ -56,6 +56,8 @@ class LaSAFTConfig:
     num_tdfs: int = 6  #: latent sources per LaSAFT block
     dk: int = 32  #: attention key/query size
     embedding_dim: int = 32  #: size of the condition vector
+    #: also condition on the remix level β of progressive inference (remix-aware training)
+    beta_condition: bool = False
 
     def __post_init__(self) -> None:
         if self.n_blocks < 1 or self.n_blocks % 2 == 0:
@@ -229,6 +231,23 @@ class TFCLaSAFTGPoCM(nn.Module):
         return x + self.lasaft(x, condition)
 
 
+class BetaEmbedding(nn.Module):
+    """Maps the remix level β ∈ [0, 1] to a vector added to the target embedding.
+
+    The last layer starts at zero, so a remix-aware model fine-tuned from a plain one starts out
+    computing exactly what the plain one did, at every β.
+    """
+
+    def __init__(self, embedding_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, embedding_dim), nn.SiLU(), nn.Linear(embedding_dim, embedding_dim))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, beta: torch.Tensor) -> torch.Tensor:
+        return self.net(beta.unsqueeze(-1))
+
+
 def _down(channels: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(channels, channels, 2, stride=2), nn.BatchNorm2d(channels), _activation())
 
@@ -251,6 +270,7 @@ class LaSAFT(nn.Module):
         spec_channels = 2 * cfg.audio_channels
         freqs = cfg.n_fft // 2
         self.embedding = nn.Embedding(len(cfg.targets), cfg.embedding_dim)
+        self.beta_embedding = BetaEmbedding(cfg.embedding_dim) if cfg.beta_condition else None
         self.first_conv = nn.Sequential(nn.Conv2d(spec_channels, ch, 1), nn.BatchNorm2d(ch), _activation())
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -283,9 +303,18 @@ class LaSAFT(nn.Module):
         complex_spec = torch.nn.functional.pad(complex_spec, (0, 0, 0, 1))  # Nyquist back, as zero
         return istft(complex_spec, cfg.n_fft, cfg.hop_length, length)
 
-    def condition(self, target_index: torch.Tensor) -> torch.Tensor:
-        """Condition vectors ``[B, embedding_dim]`` for target indices ``[B]``."""
-        return self.embedding(target_index)
+    def condition(self, target_index: torch.Tensor, beta: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Condition vectors ``[B, embedding_dim]`` for target indices ``[B]``.
+
+        ``beta`` (``[B]`` or a number) is the share of the previous estimate remixed into the input by
+        progressive inference (``None`` means 0: plain separation); a model built without
+        ``beta_condition`` ignores it.
+        """
+        vector = self.embedding(target_index)
+        if self.beta_embedding is not None:
+            beta = torch.as_tensor(0.0 if beta is None else beta, dtype=vector.dtype, device=vector.device).expand(vector.shape[0])
+            vector = vector + self.beta_embedding(beta)
+        return vector
 
     # --- network --------------------------------------------------------------------------
     def forward_spec(self, mix_spec: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -308,17 +337,19 @@ class LaSAFT(nn.Module):
             out = _complex_multiply(out, mix_spec)
         return out
 
-    def forward(self, mix: torch.Tensor, target_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        spec = self.forward_spec(self.spectrogram(mix), self.condition(target_index))
+    def forward(
+        self, mix: torch.Tensor, target_index: torch.Tensor, beta: torch.Tensor | float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        spec = self.forward_spec(self.spectrogram(mix), self.condition(target_index, beta))
         return self.waveform(spec, mix.shape[-1]), spec
 
-    def separate_batch(self, mix: torch.Tensor, target_indices: list[int]) -> torch.Tensor:
+    def separate_batch(self, mix: torch.Tensor, target_indices: list[int], beta: float | None = None) -> torch.Tensor:
         """All requested targets of a batch of windows: ``[B, C, samples] → [B, targets, C, samples]``."""
         batch = mix.shape[0]
         spec = self.spectrogram(mix)
         outs = []
         for index in target_indices:
-            condition = self.condition(torch.full((batch,), index, dtype=torch.long, device=mix.device))
+            condition = self.condition(torch.full((batch,), index, dtype=torch.long, device=mix.device), beta)
             outs.append(self.waveform(self.forward_spec(spec, condition), mix.shape[-1]))
         return torch.stack(outs, dim=1)
 

@@ -8,12 +8,14 @@ windows through the network (bounded memory on any length), resample back.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
+
 import torch
 
 from stemkit.audio.chunking import overlap_add
-from stemkit.audio.io import load_audio, save_audio
 from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
+from stemkit.separation.base import FileSeparator
 from stemkit.separation.checkpoints import load_model
 from stemkit.separation.lasaft import LaSAFT
 
@@ -48,32 +50,108 @@ def separate_with_model(
     batch_size: int = 4,
     device: torch.device | str | None = None,
     progress: bool = False,
+    beta: float | None = None,
 ) -> torch.Tensor:
     """``mix [C, samples]`` at the model's rate → ``[len(target_indices), C, samples]``.
+
+    ``beta`` is the remix level handed to a remix-aware model (progressive inference).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    run = fit_channels(lambda chunks: model.separate_batch(chunks, target_indices, beta), model.config.audio_channels, mix.shape[0])
+    return overlap_add(run, mix, segment or model.config.segment_samples, overlap, batch_size, device, progress, desc="separating")
+
+
+def fit_channels(
+    separate_windows: Callable[[torch.Tensor], torch.Tensor], model_channels: int, channels: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap ``[B, model_channels, seg] → [B, S, model_channels, seg]`` to take ``channels`` channels.
 
     A mono model separates each channel of a multichannel mix on its own; a stereo model given mono
     audio sees it duplicated and its output is averaged back to mono.
     """
-    model_channels = model.config.audio_channels
-    channels = mix.shape[0]
-    device = torch.device(device) if device is not None else next(model.parameters()).device
 
-    def run(chunks: torch.Tensor) -> torch.Tensor:  # [B, C, seg] → [B, S, C, seg]
+    def run(chunks: torch.Tensor) -> torch.Tensor:
         batch, _, length = chunks.shape
         if model_channels == channels:
-            return model.separate_batch(chunks, target_indices)
+            return separate_windows(chunks)
         if model_channels == 1:
-            out = model.separate_batch(chunks.reshape(batch * channels, 1, length), target_indices)
-            return out.reshape(batch, channels, len(target_indices), length).transpose(1, 2)
+            out = separate_windows(chunks.reshape(batch * channels, 1, length))
+            return out.reshape(batch, channels, -1, length).transpose(1, 2)
         if channels == 1:
-            out = model.separate_batch(chunks.expand(batch, model_channels, length), target_indices)
+            out = separate_windows(chunks.expand(batch, model_channels, length))
             return out.mean(dim=2, keepdim=True)
         raise StemkitError(f"the model takes {model_channels} channels; this audio has {channels}")
 
-    return overlap_add(run, mix, segment or model.config.segment_samples, overlap, batch_size, device, progress, desc="separating")
+    return run
 
 
-class Separator:
+class WindowedSeparator(FileSeparator):
+    """A network that separates fixed-length windows, made into a separator of any audio.
+
+    Resamples to the model's rate, fits the channel count, runs overlapping windows (bounded memory
+    on any length) and resamples back. Subclasses set the attributes below and implement
+    :meth:`separate_windows`; ours (:class:`Separator`) and the peer adapters share all the rest.
+    """
+
+    name: str
+    sample_rate: int
+    model_channels: int
+    segment_samples: int
+    device: torch.device
+    overlap: float = 0.25
+    batch_size: int = 4
+    progress: bool = False
+
+    def _set_options(self, device: str | torch.device, segment: float | None, overlap: float, batch_size: int, progress: bool) -> None:
+        if not 0.0 <= overlap < 1.0:
+            raise StemkitError(f"overlap must be in [0, 1), got {overlap}")
+        if batch_size < 1:
+            raise StemkitError(f"batch size must be at least 1, got {batch_size}")
+        if segment is not None and segment <= 0:
+            raise StemkitError(f"segment must be positive seconds, got {segment}")
+        self.device = pick_device(device)
+        self.overlap, self.batch_size, self.progress = overlap, batch_size, progress
+        self.segment_seconds = segment
+
+    def separate_windows(self, chunks: torch.Tensor, indices: list[int], beta: float | None) -> torch.Tensor:
+        """``[B, model_channels, seg]`` → ``[B, len(indices), model_channels, seg]``."""
+        raise NotImplementedError
+
+    def separate(
+        self,
+        mix: torch.Tensor,
+        sample_rate: int,
+        targets: list[str] | None = None,
+        query: torch.Tensor | None = None,
+        beta: float | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``mix [channels, samples]`` at ``sample_rate`` → ``{target: [channels, samples]}`` at the same rate.
+
+        ``beta``: for a remix-aware model, how much of ``mix`` is a previous estimate of the target
+        (progressive inference sets it; plain separation leaves it at 0; other models ignore it).
+        """
+        if query is not None:
+            raise StemkitError(f"{self.name} is conditioned on a target name, not on a query clip")
+        if mix.dim() != 2:
+            raise StemkitError(f"expected audio [channels, samples], got shape {tuple(mix.shape)}")
+        chosen = self.check_targets(targets)
+        audio = mix.float()
+        if sample_rate != self.sample_rate:
+            audio = resample(audio, sample_rate, self.sample_rate)
+        indices = [self.targets.index(t) for t in chosen]
+        segment = int(round(self.segment_seconds * self.sample_rate)) if self.segment_seconds else self.segment_samples
+        run = fit_channels(lambda chunks: self.separate_windows(chunks, indices, beta), self.model_channels, audio.shape[0])
+        with torch.inference_mode():
+            out = overlap_add(run, audio, segment, self.overlap, self.batch_size, self.device, self.progress, desc="separating")
+        result = {}
+        for target, estimate in zip(chosen, out):
+            if sample_rate != self.sample_rate:
+                estimate = resample(estimate, self.sample_rate, sample_rate)[..., : mix.shape[-1]]
+            result[target] = estimate
+        return result
+
+
+class Separator(WindowedSeparator):
     """Separate mixtures with a trained model.
 
     >>> sep = Separator()                       # the shipped default model
@@ -99,96 +177,19 @@ class Separator:
         batch_size: int = 4,
         progress: bool = False,
     ) -> None:
-        if not 0.0 <= overlap < 1.0:
-            raise StemkitError(f"overlap must be in [0, 1), got {overlap}")
-        if batch_size < 1:
-            raise StemkitError(f"batch size must be at least 1, got {batch_size}")
-        if segment is not None and segment <= 0:
-            raise StemkitError(f"segment must be positive seconds, got {segment}")
-        self.device = pick_device(device)
+        self._set_options(device, segment, overlap, batch_size, progress)
         net, self.metadata = load_model(model)
         self.model = net.to(self.device).eval()
+        config = self.model.config
         self.name: str = self.metadata["name"]
-        self.overlap = overlap
-        self.batch_size = batch_size
-        self.progress = progress
-        self.segment = int(round(segment * self.sample_rate)) if segment else None
+        self.sample_rate = config.sample_rate
+        self.model_channels = config.audio_channels
+        self.segment_samples = config.segment_samples
+        self.takes_beta = bool(config.beta_condition)
 
     @property
     def targets(self) -> list[str]:
         return list(self.model.config.targets)
 
-    @property
-    def sample_rate(self) -> int:
-        return self.model.config.sample_rate
-
-    def check_targets(self, targets: list[str] | None) -> list[str]:
-        """The requested targets in the model's order; unknown names are an error."""
-        if targets is None:
-            return self.targets
-        unknown = [t for t in targets if t not in self.targets]
-        if unknown:
-            raise StemkitError(f"unknown target(s) {', '.join(unknown)}: this model separates {', '.join(self.targets)}")
-        return [t for t in self.targets if t in targets]
-
-    def separate(
-        self,
-        mix: torch.Tensor,
-        sample_rate: int,
-        targets: list[str] | None = None,
-        query: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """``mix [channels, samples]`` at ``sample_rate`` → ``{target: [channels, samples]}`` at the same rate."""
-        if query is not None:
-            raise StemkitError(f"{self.name} is conditioned on a target name, not on a query clip")
-        if mix.dim() != 2:
-            raise StemkitError(f"expected audio [channels, samples], got shape {tuple(mix.shape)}")
-        chosen = self.check_targets(targets)
-        audio = mix.float()
-        if sample_rate != self.sample_rate:
-            audio = resample(audio, sample_rate, self.sample_rate)
-        indices = [self.targets.index(t) for t in chosen]
-        with torch.inference_mode():
-            out = separate_with_model(self.model, audio, indices, self.segment, self.overlap, self.batch_size, self.device, self.progress)
-        result = {}
-        for target, estimate in zip(chosen, out):
-            if sample_rate != self.sample_rate:
-                estimate = resample(estimate, self.sample_rate, sample_rate)[..., : mix.shape[-1]]
-            result[target] = estimate
-        return result
-
-    def separate_file(
-        self,
-        path: str | Path,
-        folder: str | Path,
-        targets: list[str] | None = None,
-        format: str = "wav",
-        residual: bool = False,
-        overwrite: bool = False,
-    ) -> list[Path]:
-        """Separate one file into ``folder/<target>.<format>``; returns the written paths.
-
-        Nothing is written if any output exists and ``overwrite`` is false, so a rerun never leaves a
-        half-replaced set of stems. ``residual`` adds ``residual`` = mix − Σ targets.
-        """
-        outputs = self.output_paths(folder, targets, format, residual)
-        existing = [p for p in outputs if p.exists()]
-        if existing and not overwrite:
-            raise StemkitError(f"{existing[0]} exists: pass --overwrite to replace it")
-        mix, rate = load_audio(path)
-        if mix.shape[-1] == 0:
-            raise StemkitError(f"{path} contains no audio")
-        stems = self.separate(mix, rate, self.check_targets(targets))
-        if residual:
-            stems["residual"] = mix - sum(stems.values())
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        for out in outputs:
-            save_audio(out, stems[out.stem], rate, overwrite=True)
-        return outputs
-
-    def output_paths(self, folder: str | Path, targets: list[str] | None = None, format: str = "wav", residual: bool = False) -> list[Path]:
-        """Where :meth:`separate_file` writes: one file per target (and the residual)."""
-        if format not in ("wav", "flac"):
-            raise StemkitError(f"unknown format {format!r}: use wav or flac")
-        names = self.check_targets(targets) + (["residual"] if residual else [])
-        return [Path(folder) / f"{name}.{format}" for name in names]
+    def separate_windows(self, chunks: torch.Tensor, indices: list[int], beta: float | None) -> torch.Tensor:
+        return self.model.separate_batch(chunks, indices, beta)
