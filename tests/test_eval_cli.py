@@ -60,11 +60,11 @@ def test_eval_errors_are_one_line(chorale_dir, tmp_path):
 def test_demo_writes_table_json_and_plot(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path / "demo"), "--num", "1", "--seconds", "3", "--workers", "1", check=True)
     assert "IRM (oracle)" in result.stdout and "mixture (oracle)" in result.stdout
-    assert "lasaft-chorales-string" in result.stdout  # the shipped model runs out of the box
+    assert "lasaft-chorales-string-remix" in result.stdout  # the shipped model runs out of the box
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    model, floor = metrics["lasaft-chorales-string"]["average"]["cSDR"], metrics["mixture (oracle)"]["average"]["cSDR"]
+    model, floor = metrics["lasaft-chorales-string-remix"]["average"]["cSDR"], metrics["mixture (oracle)"]["average"]["cSDR"]
     assert model > floor + 5, (model, floor)
-    assert len(list((tmp_path / "demo" / "separated" / "lasaft-chorales-string").glob("*/soprano.wav"))) == 1
+    assert len(list((tmp_path / "demo" / "separated" / "lasaft-chorales-string-remix").glob("*/soprano.wav"))) == 1
     for name in ("metrics.md", "metrics.json", "metrics.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -163,7 +163,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     """Which separator to run and how (shared by separate and progressive-analysis)."""
     p.add_argument("--model", "-n", default=None,
                    help="a shipped model name, a .safetensors/.ckpt file, a demucs .th package, or a BS-RoFormer "
-                        "checkpoint with --model-config (default: lasaft-chorales-string)")
+                        "checkpoint with --model-config (default: lasaft-chorales-string-remix)")
     p.add_argument("--arch", choices=["auto", "lasaft", "htdemucs", "bs-roformer"], default="auto",
                    help="architecture of --model; auto: .th is HTDemucs, a checkpoint with --model-config is BS-RoFormer")
     p.add_argument("--model-config", type=Path, default=None, help="the training YAML of a BS-RoFormer checkpoint")
@@ -322,7 +322,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", default="string", help="string, brass, woodwind or random")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont")
-    p.add_argument("--model", default=None, help="separator to demonstrate (default: the shipped lasaft-chorales-string)")
+    p.add_argument("--model", default=None, help="separator to demonstrate (default: the shipped lasaft-chorales-string-remix)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=_run_demo)
 

@@ -155,18 +155,19 @@ def load_bs_roformer(checkpoint: str | Path, config: str | Path, **options: Any)
 
 
 def load_separator(
-    model: str | Path,
+    model: str | Path | None = None,
     arch: str = "auto",
     config: str | Path | None = None,
     **options: Any,
 ) -> WindowedSeparator:
     """Any separator stemkit runs: ours by name or path, or a peer's checkpoint.
 
-    ``arch="auto"`` reads the file: a ``.th`` is a demucs package, a checkpoint with a YAML
+    ``model=None`` is the shipped default. ``arch="auto"`` reads the file: a ``.th`` is a demucs package, a checkpoint with a YAML
     ``config`` is a RoFormer, everything else ours (a shipped name, ``.safetensors`` or ``.ckpt``).
     """
-    from stemkit.separation.separator import Separator
+    from stemkit.separation.separator import DEFAULT_MODEL, Separator
 
+    model = DEFAULT_MODEL if model is None else model
     if arch == "auto":
         if str(model).endswith(".th"):
             arch = "htdemucs"

@@ -90,7 +90,7 @@ class AdaptiveSchedule:
 class ProgressiveSeparator(FileSeparator):
     """Progressive inference around any separator (ours, a peer adapter, anything with ``separate``).
 
-    >>> base = Separator("lasaft-chorales-string")
+    >>> base = Separator()  # or load_separator("model.th") for an HTDemucs checkpoint
     >>> sep = ProgressiveSeparator(base, steps=4, schedule="linear")
     >>> stems = sep.separate(mix, 16000)
 

@@ -19,7 +19,7 @@ from stemkit.separation.base import FileSeparator
 from stemkit.separation.checkpoints import load_model
 from stemkit.separation.lasaft import LaSAFT
 
-DEFAULT_MODEL = "lasaft-chorales-string"
+DEFAULT_MODEL = "lasaft-chorales-string-remix"
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
