@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from stemkit.atomic import atomic_output
+from stemkit.plotting import save_figure
 from stemkit.audio.io import load_audio
 from stemkit.data.reference import ReferenceTrack, open_reference_dataset
 from stemkit.errors import StemkitError
@@ -166,10 +167,6 @@ def plot_results(results: dict[str, dict], path: str | Path, metric: str = "cSDR
     ax.set_title(f"{metric} on {first['num_tracks']} track(s) of {Path(first['reference']).name}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stemkit.atomic import atomic_output
+from stemkit.plotting import save_figure
 from stemkit.data.reference import open_reference_dataset
 from stemkit.errors import StemkitError
 from stemkit.metrics.separation import aggregate, evaluate_track
@@ -201,8 +202,4 @@ def plot_progressive(summary: dict, path: str | Path) -> Path:
     fig.suptitle(f"{settings['model']}, {settings['mode']}{' + Wiener' if settings['wiener'] else ''}, "
                  f"{len(settings['tracks'])} track(s)")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
