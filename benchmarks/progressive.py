@@ -71,13 +71,11 @@ def plot_all(summaries: dict[str, dict], path: Path) -> None:
         results = summary["results"]
         for ax, metric in zip(axes, ("cSDR", "SI-SDR")):
             for method, by_step in results.items():
-                if method == "one-pass":
+                if method not in ("oracle", "progressive:linear"):
                     continue
-                steps = sorted(int(s) for s in by_step)
-                values = [by_step[str(s)][metric] if str(s) in by_step else by_step[s][metric] for s in steps]
+                steps = sorted(int(s) for s in by_step)  # JSON keys
+                values = [by_step[str(s)][metric] for s in steps]
                 oracle = method == "oracle"
-                if method != "progressive:linear" and not oracle:
-                    continue
                 wiener = label.endswith("Wiener")
                 ax.plot(steps, values, color=color, linestyle="--" if oracle else (":" if wiener else "-"),
                         marker="^" if oracle else ("s" if wiener else "o"), label=f"{label} {'oracle' if oracle else 'progressive'}")

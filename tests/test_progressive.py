@@ -225,3 +225,13 @@ def test_bs_roformer_adapter_reads_checkpoint_and_training_yaml(tmp_path):
         load_separator(tmp_path / "roformer.ckpt", config=config)
     with pytest.raises(StemkitError, match="needs its training YAML"):
         load_separator(tmp_path / "roformer.ckpt", arch="bs-roformer")
+
+
+def test_given_first_step_estimates_are_reused_not_separated_again():
+    base = GainSeparator(GAINS)
+    mix = torch.randn(1, 40)
+    first = {t: torch.full((1, 40), float(i)) for i, t in enumerate(GAINS)}
+    steps = list(ProgressiveSeparator(base, steps=2, schedule="constant:0.5").iterate(mix, 8000, first=first))
+    assert steps[0].estimates["b"] is first["b"]
+    assert len(base.calls) == 3 and all(c[1] != list(GAINS) for c in base.calls)  # only the three step-2 calls
+    torch.testing.assert_close(steps[1].estimates["c"], GAINS["c"] * (0.5 * mix + 0.5 * first["c"]))

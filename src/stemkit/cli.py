@@ -186,13 +186,18 @@ def _add_progressive_args(p: argparse.ArgumentParser, default_steps: int) -> Non
     group.add_argument("--wiener", action="store_true", help="Wiener-filter every step's estimates against the mixture (norbert)")
 
 
-def _build_separator(args: argparse.Namespace, progress: bool):
+def _load_base(args: argparse.Namespace, progress: bool):
+    """The separator named by the model arguments (ours by default, or a peer checkpoint)."""
     from stemkit.separation.adapters import load_separator
-    from stemkit.separation.progressive import ProgressiveSeparator
-    from stemkit.separation.separator import DEFAULT_MODEL
 
-    base = load_separator(args.model or DEFAULT_MODEL, args.arch, args.model_config, device=args.device, segment=args.segment,
-                          overlap=args.overlap, batch_size=args.batch_size, progress=progress and args.steps == 1)
+    return load_separator(args.model, args.arch, args.model_config, device=args.device, segment=args.segment,
+                          overlap=args.overlap, batch_size=args.batch_size, progress=progress)
+
+
+def _build_separator(args: argparse.Namespace, progress: bool):
+    from stemkit.separation.progressive import ProgressiveSeparator
+
+    base = _load_base(args, progress=progress and args.steps == 1)
     if args.steps == 1 and not args.wiener:
         return base
     return ProgressiveSeparator(base, args.steps, args.schedule, args.mode, args.wiener)
@@ -240,12 +245,9 @@ def _add_progressive_analysis(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_progressive_analysis(args: argparse.Namespace) -> int:
-    from stemkit.separation.adapters import load_separator
     from stemkit.separation.analysis import format_summary, progressive_analysis
-    from stemkit.separation.separator import DEFAULT_MODEL
 
-    separator = load_separator(args.model or DEFAULT_MODEL, args.arch, args.model_config, device=args.device, segment=args.segment,
-                               overlap=args.overlap, batch_size=args.batch_size, progress=False)
+    separator = _load_base(args, progress=False)
     schedules = [args.schedule] + [s.strip() for s in (args.compare or "").split(";") if s.strip()]
     summary = progressive_analysis(args.dataset, separator, args.out, args.steps, schedules, args.mode, args.wiener,
                                    oracle=not args.no_oracle, max_tracks=args.tracks, seconds=args.seconds, offset=args.offset,

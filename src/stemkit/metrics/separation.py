@@ -122,7 +122,8 @@ def evaluate_track(
 def aggregate(per_track: dict[str, dict[str, dict]]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Per-target figures over tracks (median for frame metrics, mean for uSDR/SI-SDR) and their average.
 
-    Returns ``(per_target, average)``; NaN tracks (a target silent in the whole track) are skipped.
+    Returns ``(per_target, average)``; NaN tracks (a target silent in the whole track) are skipped, and
+    a metric no track has is NaN.
     """
     targets: list[str] = []
     for track in per_track.values():
@@ -133,7 +134,7 @@ def aggregate(per_track: dict[str, dict[str, dict]]) -> tuple[dict[str, dict[str
     for target in targets:
         per_target[target] = {}
         for metric in METRICS:
-            values = np.array([t[target][metric] for t in per_track.values() if target in t], dtype=np.float64)
+            values = np.array([t[target].get(metric, math.nan) for t in per_track.values() if target in t], dtype=np.float64)
             values = values[np.isfinite(values)]
             if values.size == 0:
                 per_target[target][metric] = float("nan")

@@ -74,11 +74,17 @@ def progressive_analysis(
         targets = list(references)
         if any(m != "oracle" for m in todo):
             rows = [r for r in rows if r["track"] != track.name or r["method"] == "oracle"]
-            for index, (method, runner) in enumerate(runs.items()):
-                for result in runner.iterate(mix, rate, targets):
-                    if index == 0 and result.step == 1:
-                        rows += _score("one-pass", 1, 0.0, track.name, references, result.estimates, rate)
-                    rows += _score(method, result.step, _mean(result.betas), track.name, references, result.estimates, rate)
+            first = None  # step 1 is the same for every schedule: separated and scored once
+            for method, runner in runs.items():
+                for result in runner.iterate(mix, rate, targets, first=first):
+                    if result.step == 1:
+                        if first is None:
+                            first = result.estimates
+                            one_pass = _score("one-pass", 1, 0.0, track.name, references, first, rate)
+                            rows += one_pass
+                        rows += [{**r, "method": method} for r in one_pass]
+                    else:
+                        rows += _score(method, result.step, _mean(result.betas), track.name, references, result.estimates, rate)
         if "oracle" in todo:  # step 1 of the oracle is one-pass separation: its rows are reused
             runner = next(iter(runs.values()))
             rows += [{**r, "method": "oracle"} for r in rows if r["method"] == "one-pass" and r["track"] == track.name]
@@ -148,8 +154,7 @@ def summarize(rows: list[dict]) -> dict[str, dict[int, dict[str, float]]]:
     grouped: dict[str, dict[int, dict]] = {}
     for row in rows:
         per_track = grouped.setdefault(row["method"], {}).setdefault(int(row["step"]), {"tracks": {}, "betas": []})
-        per_track["tracks"].setdefault(row["track"], {})[row["target"]] = {
-            "cSDR": row["cSDR"], "SI-SDR": row["SI-SDR"], "uSDR": row["uSDR"], "SIR": float("nan"), "SAR": float("nan"), "ISR": float("nan")}
+        per_track["tracks"].setdefault(row["track"], {})[row["target"]] = {m: row[m] for m in ("cSDR", "SI-SDR", "uSDR")}
         per_track["betas"].append(row["beta"])
     summary: dict[str, dict[int, dict[str, float]]] = {}
     for method, by_step in grouped.items():

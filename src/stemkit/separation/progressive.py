@@ -122,7 +122,6 @@ class ProgressiveSeparator(FileSeparator):
         self.base = separator
         self.steps, self.schedule, self.mode = steps, schedule, mode
         self.wiener, self.wiener_iterations = wiener, wiener_iterations
-        self.sample_rate = getattr(separator, "sample_rate", None)
         self.name = progressive_name(separator.name, steps, schedule, mode, wiener)
 
     @property
@@ -139,17 +138,26 @@ class ProgressiveSeparator(FileSeparator):
             pass
         return {t: last.estimates[t] for t in chosen}
 
-    def iterate(self, mix: torch.Tensor, sample_rate: int, targets: list[str] | None = None) -> Iterator[ProgressiveStep]:
-        """Yield every step's estimates (the analysis scores them all)."""
+    def iterate(
+        self, mix: torch.Tensor, sample_rate: int, targets: list[str] | None = None, first: dict[str, torch.Tensor] | None = None
+    ) -> Iterator[ProgressiveStep]:
+        """Yield every step's estimates (the analysis scores them all).
+
+        ``first``: step 1's estimates from an earlier run with the same separator and Wiener setting,
+        which every schedule shares, so comparing schedules separates step 1 only once.
+        """
         if mix.dim() != 2:
             raise StemkitError(f"expected audio [channels, samples], got shape {tuple(mix.shape)}")
         mix = mix.float()
         wanted = self.check_targets(targets)
         needs_all = self.wiener or (self.mode == "remix-all" and self.steps > 1)
         work = self.targets if needs_all else wanted
-        estimates = self.separate_each({t: mix for t in work}, sample_rate, {t: 0.0 for t in work})
-        if self.wiener:
-            estimates = wiener_filter(mix, estimates, sample_rate, self.wiener_iterations)
+        if first is not None and all(t in first for t in work):
+            estimates = {t: first[t] for t in work}
+        else:
+            estimates = self.separate_each({t: mix for t in work}, sample_rate, {t: 0.0 for t in work})
+            if self.wiener:
+                estimates = wiener_filter(mix, estimates, sample_rate, self.wiener_iterations)
         yield ProgressiveStep(1, {t: 0.0 for t in work}, estimates)
         adaptive = AdaptiveSchedule(self.steps, work) if parse_schedule(self.schedule)[0] == "adaptive" else None
         fixed = None if adaptive else beta_schedule(self.schedule, self.steps)
