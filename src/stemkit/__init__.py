@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["ProgressiveSeparator", "Separator", "load_separator", "__version__"]
+__all__ = ["ProgressiveSeparator", "Separator", "Synthesizer", "load_separator", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from stemkit.separation.progressive import ProgressiveSeparator
 
         return ProgressiveSeparator
+    if name == "Synthesizer":
+        from stemkit.synthesis.synthesize import Synthesizer
+
+        return Synthesizer
     if name == "load_separator":
         from stemkit.separation.adapters import load_separator
 

@@ -17,8 +17,6 @@ and the SiSEC metrics (cSDR, uSDR) per target, so checkpoints are chosen by what
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from stemkit.separation.checkpoints import load_model
 from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig
 from stemkit.separation.schedules import beta_schedule
 from stemkit.separation.separator import separate_with_model
+from stemkit.training.schedules import warmup_cosine
 
 
 def lasaft_loss(model: LaSAFT, batch: dict, beta: torch.Tensor | None = None) -> torch.Tensor:
@@ -185,18 +184,8 @@ class LaSAFTSystem(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        warmup, decay, floor = self.hparams.warmup_steps, self.hparams.decay_steps, self.hparams.min_lr_ratio
-
-        def factor(step: int) -> float:
-            if warmup and step < warmup:
-                return (step + 1) / warmup
-            if decay <= 0:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, decay))
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        hp = self.hparams
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
 
 
 def load_matching_weights(model: LaSAFT, source: str) -> None:

@@ -1,0 +1,147 @@
+"""A multi-scale 1-D U-Net denoiser for sequences of latent frames (after Diff-A-Riff's DDPM++-style net).
+
+Why this shape: the latent is a short 1-D sequence (62.5 frames/s) whose content is set frame by
+frame by the conditions (pitch, envelope), with some context needed for attacks and vibrato. A
+U-Net sees the frame itself at full resolution and wider context at each halving; the
+frame-aligned condition is concatenated to the noisy input and, pooled, added again at every
+scale so deep levels do not have to carry it down. The noise level enters every residual block
+as a FiLM scale and shift from a sinusoidal embedding of ``c_noise``. Signature as EDM wants:
+``F(x_in, c_noise, cond)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class UNet1DConfig:
+    in_channels: int = 16
+    cond_channels: int = 0
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256])  #: width per scale (each halves time)
+    blocks_per_level: int = 2
+    embedding_dim: int = 128
+    kernel_size: int = 3
+    attention: bool = True  #: self-attention at the coarsest scale
+    heads: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sinusoidal_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[B]`` → ``[B, dim]`` with geometric frequencies (Transformer-style)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=values.device, dtype=torch.float32) / half)
+    angles = values.float()[:, None] * freqs[None] * 100.0  # c_noise spans about [-1.6, 1.1]: spread it out
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def _groups(channels: int) -> int:
+    return math.gcd(channels, 8)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, emb: int, kernel: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
+        self.conv1 = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2)
+        self.film = nn.Linear(emb, 2 * c_out)
+        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+        self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(nn.functional.silu(self.norm1(x)))
+        scale, shift = self.film(emb)[:, :, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(nn.functional.silu(h))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x).transpose(1, 2)
+        out, _ = self.attn(h, h, h, need_weights=False)
+        return x + out.transpose(1, 2)
+
+
+class UNet1D(nn.Module):
+    """``F(x_in [B, C, T], c_noise [B], cond [B, Cc, T] | None) → [B, C, T]``; any ``T`` (padded inside)."""
+
+    def __init__(self, config: UNet1DConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, emb, k = config.channels, config.embedding_dim, config.kernel_size
+        self.embed = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.conv_in = nn.Conv1d(config.in_channels + config.cond_channels, c[0], k, padding=k // 2)
+        entering = [c[0]] + list(c[:-1])  # width of h where each level starts
+        self.cond_in = nn.ModuleList(nn.Conv1d(config.cond_channels, w, 1) for w in entering) if config.cond_channels else None
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips, width = [], c[0]
+        for level, w in enumerate(c):
+            blocks = nn.ModuleList()
+            for _ in range(config.blocks_per_level):
+                blocks.append(ResBlock(width, w, emb, k))
+                width = w
+                skips.append(width)
+            self.down.append(blocks)
+            self.downsample.append(nn.Conv1d(width, width, 4, stride=2, padding=1) if level < len(c) - 1 else nn.Identity())
+        self.mid = nn.ModuleList([ResBlock(width, width, emb, k), ResBlock(width, width, emb, k)])
+        self.attention = SelfAttention(width, config.heads) if config.attention else None
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level in reversed(range(len(c))):
+            blocks = nn.ModuleList()
+            for _ in range(config.blocks_per_level):
+                blocks.append(ResBlock(width + skips.pop(), c[level], emb, k))
+                width = c[level]
+            self.up.append(blocks)
+            self.upsample.append(nn.ConvTranspose1d(width, width, 4, stride=2, padding=1) if level > 0 else nn.Identity())
+        self.norm_out = nn.GroupNorm(_groups(width), width)
+        self.conv_out = nn.Conv1d(width, config.in_channels, k, padding=k // 2)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.config
+        length = x.shape[-1]
+        multiple = 2 ** (len(cfg.channels) - 1)
+        pad = (-length) % multiple
+        if cfg.cond_channels:
+            if cond is None:
+                cond = x.new_zeros(x.shape[0], cfg.cond_channels, length)
+            cond = nn.functional.pad(cond, (0, pad))
+        x = nn.functional.pad(x, (0, pad))
+        emb = self.embed(sinusoidal_embedding(c_noise.reshape(-1).expand(x.shape[0]), cfg.embedding_dim))
+        h = self.conv_in(torch.cat([x, cond], dim=1) if cfg.cond_channels else x)
+        skips = []
+        for level, (blocks, down) in enumerate(zip(self.down, self.downsample)):
+            if self.cond_in is not None:
+                pooled = nn.functional.avg_pool1d(cond, 2**level) if level else cond
+                h = h + self.cond_in[level](pooled)
+            for block in blocks:
+                h = block(h, emb)
+                skips.append(h)
+            h = down(h)
+        for block in self.mid:
+            h = block(h, emb)
+        if self.attention is not None:
+            h = self.attention(h)
+        for blocks, up in zip(self.up, self.upsample):
+            for block in blocks:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            h = up(h)
+        return self.conv_out(nn.functional.silu(self.norm_out(h)))[..., :length]

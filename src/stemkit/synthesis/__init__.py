@@ -1,0 +1,1 @@
+"""Synthesis: an audio VAE, a MIDI-driven latent diffusion synthesizer conditioned on pitch and envelope."""

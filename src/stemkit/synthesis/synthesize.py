@@ -1,0 +1,142 @@
+"""MIDI files → audio files with the latent synthesizer: the API under ``stemkit synth``.
+
+A MIDI file's tracks are each synthesized and then mixed; a track with overlapping notes is split
+into monophonic lines first (the model plays one line). All lines of a file are sampled in one
+batch, so a quartet costs about what a solo does on a GPU. The output is exactly as long as the
+MIDI (its last event), at the model's sample rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pretty_midi
+import torch
+from tqdm.auto import tqdm
+
+from stemkit.audio.io import save_audio
+from stemkit.errors import StemkitError
+from stemkit.midi.notes import Note, read_midi_tracks
+from stemkit.separation.separator import pick_device
+from stemkit.synthesis.checkpoints import DEFAULT_SYNTH, load_synth
+from stemkit.synthesis.conditioning import frame_count
+from stemkit.synthesis.latent_synth import LatentSynth, split_voices
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+@dataclass
+class SynthReport:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  #: inputs whose output existed
+
+
+class Synthesizer:
+    """Load a synthesizer once and render MIDI with it.
+
+    Args:
+        model: a shipped name, an exported ``.safetensors`` or a ``stemkit fit`` ``.ckpt``.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        steps, sampler, cfg: EDM sampling steps, ``heun|euler|dpmpp2m``, classifier-free guidance
+            weight (1 = plain conditional model).
+        instrument: the instrument asked for; an error if the model plays another.
+    """
+
+    def __init__(self, model: str = DEFAULT_SYNTH, device: str = "auto", steps: int = 18, sampler: str = "heun",
+                 cfg: float = 1.0, instrument: str | None = None, progress: bool = False) -> None:
+        from stemkit.diffusion import SAMPLERS
+
+        if sampler not in SAMPLERS:
+            raise StemkitError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if steps < 1:
+            raise StemkitError(f"--steps must be at least 1, got {steps}")
+        self.model, self.meta = load_synth(model)
+        self.model.to(pick_device(device))
+        if instrument is not None and instrument != self.model.config.instrument:
+            raise StemkitError(f"model {self.name} synthesizes {self.model.config.instrument}, not {instrument}")
+        self.steps, self.sampler, self.cfg, self.progress = steps, sampler, cfg, progress
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", "synth")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    def render_lines(self, lines: list[list[Note]], seconds: float, seed: int = 0) -> torch.Tensor:
+        """Mono mix ``[1, samples]`` of monophonic ``lines`` sampled together, ``seconds`` long."""
+        model: LatentSynth = self.model
+        samples = max(1, int(round(seconds * model.sample_rate)))
+        frames = frame_count(samples, model.hop)
+        cond = torch.cat([model.condition_from_notes(line, frames) for line in lines])
+        generator = torch.Generator(device=cond.device).manual_seed(int(seed))
+        latent = model.generate_latent(cond, self.steps, self.sampler, self.cfg, generator, self.progress)
+        with torch.no_grad():
+            audio = model.vae.decode(latent)[:, 0, :samples].sum(dim=0, keepdim=True)
+        peak = float(audio.abs().max())
+        return (audio / peak * 0.99 if peak > 0.99 else audio).cpu()
+
+    def synthesize_file(self, midi_path: str | Path, seed: int = 0) -> torch.Tensor:
+        """Audio ``[1, samples]`` of every track of a MIDI file, mixed; as long as the MIDI."""
+        midi_path = Path(midi_path)
+        tracks = read_midi_tracks(midi_path)
+        lines = [line for track in tracks for line in split_voices(track.notes)]
+        notes = [n for line in lines for n in line]
+        self.model.check_notes(notes, name=str(midi_path))
+        seconds = pretty_midi.PrettyMIDI(str(midi_path)).get_end_time()
+        return self.render_lines(lines, seconds, seed)
+
+
+def collect_midi(paths: list[str | Path], instrument: str | None = None) -> list[tuple[Path, str]]:
+    """``(MIDI file, output name)`` for each input file, the MIDI files of a folder (recursively), or
+    the ``stems_MIDI`` of ``instrument`` in a chorale dataset — named ``<track>_<stem>`` as
+    ``stemkit eval-synth`` names a chorale dataset's stems."""
+    from stemkit.data.layout import list_tracks
+
+    found: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            if path.suffix.lower() not in MIDI_SUFFIXES:
+                raise StemkitError(f"{path} is not a MIDI file (.mid, .midi)")
+            found.append((path, path.stem))
+        elif path.is_dir():
+            tracks = list_tracks(path)
+            if tracks:
+                for track in tracks:
+                    for stem, inst in zip(track.stems, track.instruments):
+                        midi = track.path / "stems_MIDI" / f"{stem.stem}.mid"
+                        if (instrument is None or inst == instrument) and midi.is_file():
+                            found.append((midi, f"{track.name}_{stem.stem}"))
+                continue
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
+            found.extend((p, str(p.relative_to(path).with_suffix("")).replace("/", "_")) for p in files)
+        else:
+            raise StemkitError(f"input not found: {path}")
+    if not found:
+        raise StemkitError("no MIDI files in the inputs" + (f" (no {instrument} stems)" if instrument else ""))
+    names: dict[str, Path] = {}
+    for midi, name in found:
+        if names.setdefault(name, midi) != midi:
+            raise StemkitError(f"two inputs would write the same output {name!r}: {names[name]} and {midi}")
+    return list(dict.fromkeys(found))
+
+
+def synthesize_many(synth: Synthesizer, inputs: list[tuple[Path, str]], out: Path, format: str = "wav", seed: int = 0,
+                    overwrite: bool = False, shard: tuple[int, int] = (0, 1), single_file: bool = False,
+                    progress: bool = True) -> SynthReport:
+    """Render this shard's inputs to ``out/<name>.<format>`` (or to ``out`` itself with ``single_file``);
+    existing outputs are skipped unless ``overwrite``, so an interrupted batch resumes."""
+    report = SynthReport()
+    index, count = shard
+    mine = inputs[index::count]
+    for midi, name in tqdm(mine, desc="synthesizing", unit="file", disable=not progress or len(mine) < 2):
+        target = out if single_file else out / f"{name}.{format}"
+        if target.exists() and not overwrite:
+            report.skipped.append(name)
+            continue
+        audio = synth.synthesize_file(midi, seed=seed)
+        report.written.append(save_audio(target, audio, synth.sample_rate))
+    return report

@@ -1,0 +1,78 @@
+"""Lightning data module for the synthesizers: random crops of monophonic recordings.
+
+Validation uses fixed crops of the valid split, so the logged reconstruction and synthesis figures
+are comparable from one validation to the next.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from stemkit.data.monophonic import MonophonicCropDataset, MonophonicItem, find_monophonic
+
+
+class MonophonicDataModule(L.LightningDataModule):
+    """Crops of one instrument's monophonic recordings (chorale stems or a folder of audio files).
+
+    Args:
+        train_dir, valid_dir: chorale datasets (CocoChorales layout) or folders of mono audio files.
+        instrument: which stems of a chorale dataset (ignored for plain folders).
+        hop: samples per latent frame; crops start on multiples of it (the VAE's ``prod(strides)``).
+        segment_frames: crop length in frames (``segment_frames · hop`` samples).
+        batch_size, items_per_epoch, num_workers, seed: as for the separation data.
+        valid_items: fixed validation crops.
+        min_active: share of a crop that must have a note sounding (redrawn otherwise).
+    """
+
+    def __init__(
+        self,
+        train_dir: str = "data/strings/train",
+        valid_dir: str = "data/strings/valid",
+        instrument: str | None = "violin",
+        hop: int = 256,
+        segment_frames: int = 64,
+        batch_size: int = 8,
+        items_per_epoch: int = 4000,
+        num_workers: int = 1,
+        valid_items: int = 16,
+        min_active: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._train_items: list[MonophonicItem] | None = None
+        self.train_set: MonophonicCropDataset | None = None
+        self.valid_set: MonophonicCropDataset | None = None
+
+    @property
+    def train_items(self) -> list[MonophonicItem]:
+        if self._train_items is None:
+            self._train_items = find_monophonic(self.hparams.train_dir, self.hparams.instrument)
+        return self._train_items
+
+    @property
+    def sample_rate(self) -> int:
+        return self.train_items[0].sample_rate
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if self.train_set is None:
+            self.train_set = MonophonicCropDataset(self.train_items, hp.segment_frames, hp.hop, hp.items_per_epoch, hp.seed,
+                                                   min_active=hp.min_active)
+        if self.valid_set is None:
+            items = find_monophonic(hp.valid_dir or hp.train_dir, hp.instrument)
+            self.valid_set = MonophonicCropDataset(items, hp.segment_frames, hp.hop, hp.valid_items, hp.seed + 1, fixed=True,
+                                                   min_active=hp.min_active)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        assert self.train_set is not None
+        if self.trainer is not None:
+            self.train_set.set_epoch(self.trainer.current_epoch)
+        return torch.utils.data.DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=False,
+                                           num_workers=self.hparams.num_workers, drop_last=True,
+                                           persistent_workers=False)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        assert self.valid_set is not None
+        return torch.utils.data.DataLoader(self.valid_set, batch_size=min(8, self.hparams.valid_items), num_workers=0)

@@ -1,0 +1,168 @@
+"""Synthesis building blocks where the answer is known: VAE shapes, the loss balancer's gradient
+fractions, conditioning curves, voice splitting and the U-Net's shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stemkit.diffusion.unet import UNet1D, UNet1DConfig
+from stemkit.midi.notes import Note
+from stemkit.synthesis.conditioning import (
+    COND_CHANNELS,
+    EnvelopeModel,
+    condition_tensor,
+    envelope_from_audio,
+    fit_envelope_model,
+    pitch_from_audio,
+    pitch_from_notes,
+)
+from stemkit.synthesis.latent_synth import split_voices
+from stemkit.synthesis.losses import LossBalancer, STFTDiscriminator, feature_matching_loss, multi_resolution_stft_loss
+from stemkit.synthesis.vae import AudioVAE, VAEConfig
+
+RATE, HOP = 16000, 256
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_vae() -> AudioVAE:
+    return AudioVAE(VAEConfig(channels=4, channel_mults=[1, 2, 2, 4], latent_dim=4, dilations=[1, 3], kernel_size=5))
+
+
+def harmonic_tone(midi: float, seconds: float, second_partial: float = 0.5) -> torch.Tensor:
+    t = torch.arange(int(seconds * RATE)) / RATE
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    return 0.3 * (torch.sin(2 * np.pi * f0 * t) + second_partial * torch.sin(4 * np.pi * f0 * t) + 0.2 * torch.sin(6 * np.pi * f0 * t))
+
+
+def test_vae_compresses_time_by_the_hop_and_reconstructs_any_length():
+    vae = tiny_vae()
+    assert vae.hop == 256
+    audio = torch.randn(2, 1, 256 * 12)
+    mean, logvar = vae.encode(audio)
+    assert mean.shape == logvar.shape == (2, 4, 12)
+    assert vae.decode(mean).shape == audio.shape
+    odd = torch.randn(1, 1000)
+    assert vae.reconstruct(odd).shape == odd.shape
+    with pytest.raises(ValueError, match="multiple of the hop"):
+        vae.encode(torch.randn(1, 1, 1000))
+
+
+def test_vae_kl_is_zero_at_the_prior_and_positive_elsewhere():
+    zeros = torch.zeros(2, 4, 8)
+    assert float(AudioVAE.kl(zeros, zeros)) == pytest.approx(0.0)
+    assert float(AudioVAE.kl(zeros + 1.0, zeros)) == pytest.approx(2.0)  # ½·Σ_channels μ² = ½·4
+
+
+def test_balancer_gives_each_loss_its_weight_as_a_share_of_the_gradient():
+    output = torch.randn(3, 1, 64, requires_grad=True)
+    target = torch.randn(3, 1, 64)
+    losses = {"big": 1000.0 * (output - target).pow(2).mean(), "small": 0.001 * (output - target).abs().mean()}
+    balancer = LossBalancer({"big": 3.0, "small": 1.0})
+    grad = torch.autograd.grad(balancer.surrogate(losses, output), output)[0]
+    # the gradient is the weighted sum of each loss's unit-norm gradient: recover the parts
+    parts = {}
+    for name, loss in losses.items():
+        g = torch.autograd.grad(loss, output, retain_graph=True)[0]
+        parts[name] = g / g.flatten(1).norm(dim=1).mean()
+    expected = 0.75 * parts["big"] + 0.25 * parts["small"]
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+    # a loss scaled by 10⁶ contributes the same share: the balancer removes the scale
+    scaled = {"big": losses["big"] * 1e6, "small": losses["small"]}
+    fresh = LossBalancer({"big": 3.0, "small": 1.0})
+    grad_scaled = torch.autograd.grad(fresh.surrogate(scaled, output), output)[0]
+    torch.testing.assert_close(grad_scaled, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_multi_resolution_stft_loss_is_zero_for_equal_signals_and_grows_with_error():
+    x = torch.randn(2, 1, 4096)
+    assert float(multi_resolution_stft_loss(x, x)) == pytest.approx(0.0, abs=1e-5)
+    near, far = x + 0.01 * torch.randn_like(x), x + 1.0 * torch.randn_like(x)
+    assert multi_resolution_stft_loss(near, x) < multi_resolution_stft_loss(far, x)
+
+
+def test_discriminator_returns_logits_and_features_for_matching():
+    disc = STFTDiscriminator(channels=4, layers=3)
+    audio = torch.randn(2, 1, 4096)
+    logits, features = disc(audio)
+    assert logits.shape[0] == 2 and len(features) == 3
+    assert float(feature_matching_loss(features, features).detach()) == pytest.approx(0.0)
+
+
+def test_envelope_is_the_window_maximum():
+    audio = torch.randn(3 * HOP + 10)
+    env = envelope_from_audio(audio, HOP)
+    assert env.shape == (4,)
+    assert float(env[1]) == pytest.approx(float(audio[HOP:2 * HOP].abs().max()))
+    assert float(env[3]) == pytest.approx(float(audio[3 * HOP:].abs().max()))
+
+
+def test_pitch_from_notes_follows_the_latest_note_and_is_silent_between():
+    notes = [Note(60, 0.0, 0.5), Note(64, 0.4, 1.0), Note(67, 1.5, 2.0)]
+    pitch, voiced = pitch_from_notes(notes, frames=int(2.2 * RATE / HOP), hop=HOP, sample_rate=RATE)
+    times = (np.arange(len(pitch)) + 0.5) * HOP / RATE
+    assert set(pitch[times < 0.39]) == {60}
+    assert set(pitch[(times > 0.41) & (times < 0.99)]) == {64}  # the overlap goes to the later note
+    assert not voiced[(times > 1.01) & (times < 1.49)].any()
+    assert set(pitch[(times > 1.51) & (times < 1.99)]) == {67}
+    # a crop starting at 1.5 s sees the third note from its first frame
+    crop, _ = pitch_from_notes(notes, frames=10, hop=HOP, sample_rate=RATE, start=1.5)
+    assert set(crop) == {67}
+
+
+@pytest.mark.parametrize("midi", [55, 67, 81])
+def test_pitch_from_audio_finds_the_fundamental_despite_a_strong_second_partial(midi):
+    tone = harmonic_tone(midi, 1.0, second_partial=1.2)
+    quiet = torch.zeros(RATE // 2)
+    pitch, voiced = pitch_from_audio(torch.cat([tone, quiet]), RATE, HOP)
+    sounding = voiced[5:55] > 0
+    assert sounding.all()
+    assert np.abs(pitch[5:55] - midi).max() < 0.35
+    assert not voiced[-20:].any()
+
+
+def test_condition_tensor_marks_presence_so_the_null_condition_differs_from_silence():
+    cond = condition_tensor(np.zeros(8), np.zeros(8), np.zeros(8))
+    assert cond.shape == (COND_CHANNELS, 8)
+    assert torch.count_nonzero(cond) > 0  # silent but conditioned ≠ all-zero null
+
+
+def test_envelope_model_fit_recovers_a_known_velocity_law():
+    truth = EnvelopeModel(intercept=np.log(0.3), slope=1.5)
+    examples = []
+    for velocity in (40, 70, 100, 127):
+        note = Note(69, 0.1, 0.9, velocity)
+        t = torch.arange(RATE) / RATE
+        level = truth.level(velocity)
+        audio = level * torch.sin(2 * np.pi * 440 * t) * ((t > 0.1) & (t < 0.9))
+        examples.append(([note], audio))
+    fitted = fit_envelope_model(examples, RATE, HOP)
+    assert fitted.slope == pytest.approx(1.5, abs=0.05)
+    assert fitted.level(100) == pytest.approx(truth.level(100), rel=0.05)
+    curve = fitted.curve([Note(69, 0.2, 0.6, 100)], frames=50, hop=HOP, sample_rate=RATE)
+    times = (np.arange(50) + 0.5) * HOP / RATE
+    assert curve[times < 0.19].max() == 0 and curve[(times > 0.3) & (times < 0.55)].min() == pytest.approx(fitted.level(100), rel=1e-5)
+
+
+def test_split_voices_turns_chords_into_lines():
+    chord = [Note(60, 0, 1), Note(64, 0, 1), Note(67, 0, 1), Note(72, 1, 2)]
+    lines = split_voices(chord)
+    assert len(lines) == 3 and sum(len(v) for v in lines) == 4
+    for line in lines:
+        assert all(a.end <= b.start for a, b in zip(line, line[1:]))
+    assert len(split_voices([Note(60, 0, 1), Note(62, 1, 2)])) == 1
+
+
+@pytest.mark.parametrize("frames", [1, 37, 64])
+def test_unet_keeps_the_shape_and_starts_at_zero(frames):
+    net = UNet1D(UNet1DConfig(in_channels=4, cond_channels=COND_CHANNELS, channels=[8, 16, 32], blocks_per_level=1,
+                              embedding_dim=16, heads=2))
+    x = torch.randn(2, 4, frames)
+    out = net(x, torch.tensor([0.1, -0.5]), torch.randn(2, COND_CHANNELS, frames))
+    assert out.shape == x.shape
+    assert torch.count_nonzero(out) == 0  # zero-initialised output layer: D starts as c_skip·x
