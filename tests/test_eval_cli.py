@@ -68,13 +68,21 @@ def test_demo_writes_table_json_and_plot(tmp_path):
     for name in ("metrics.md", "metrics.json", "metrics.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the shipped synthesizer renders the violin parts from MIDI, scored next to the sine floor
+    synthesis = json.loads((tmp_path / "demo" / "synthesis.json").read_text())
+    synth, sine = synthesis["violin-ldm-chorales"]["mean"], synthesis["sine + envelope (floor)"]["mean"]
+    assert synthesis["violin-ldm-chorales"]["count"] == 2  # the two violin parts of the string quartet
+    assert synth["log_mel_l1"] < sine["log_mel_l1"], (synth, sine)
+    assert synth["pitch_acc"] > 0.5, synth
+    assert len(list((tmp_path / "demo" / "synthesized" / "violin-ldm-chorales").glob("*_violin.wav"))) == 2
 
 
 def test_help_lists_subcommands():
     top = run_cli("--help", check=True).stdout
-    for sub in ("data", "eval", "demo", "separate", "fit", "export"):
+    for sub in ("data", "eval", "demo", "separate", "fit", "export", "synth", "eval-synth"):
         assert sub in top
     assert "--ensemble" in run_cli("data", "chorales", "--help", check=True).stdout
     assert "--oracle" in run_cli("eval", "--help", check=True).stdout
     assert "--residual" in run_cli("separate", "--help", check=True).stdout
+    assert "--sampler" in run_cli("synth", "--help", check=True).stdout
     assert "--trainer.max_steps" in run_cli("fit", "--help", check=True).stdout

@@ -166,3 +166,21 @@ def test_unet_keeps_the_shape_and_starts_at_zero(frames):
     out = net(x, torch.tensor([0.1, -0.5]), torch.randn(2, COND_CHANNELS, frames))
     assert out.shape == x.shape
     assert torch.count_nonzero(out) == 0  # zero-initialised output layer: D starts as c_skip·x
+
+
+def test_windowed_attention_sees_only_its_window():
+    from stemkit.diffusion.unet import SelfAttention
+
+    attn = SelfAttention(8, heads=2, window=4).eval()
+    attn.norm = torch.nn.Identity()  # GroupNorm's statistics span the sequence; test the attention alone
+    x = torch.randn(1, 8, 10)
+    base = attn(x)
+    changed = x.clone()
+    changed[..., 9] += 5.0  # last (padded) window: frames 8-9
+    out = attn(changed)
+    torch.testing.assert_close(out[..., :8], base[..., :8])  # earlier windows are unaffected
+    assert not torch.allclose(out[..., 8], base[..., 8])
+    whole = SelfAttention(8, heads=2, window=0).eval()
+    whole.norm = torch.nn.Identity()
+    whole.load_state_dict(attn.state_dict())
+    assert not torch.allclose(whole(changed)[..., 0], whole(x)[..., 0])  # window 0: global attention

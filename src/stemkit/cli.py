@@ -346,6 +346,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="heun", help="heun (EDM's 2nd order), euler or dpmpp2m")
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight (1 = none, >1 follows the curves harder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (same seed, same audio)")
+    p.add_argument("--tracks", default=None, help="only these MIDI tracks, by name or number from 0 (e.g. 0,2 or violin1); default all")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--format", default="wav", choices=["wav", "flac"], help="output format of folder outputs (16-bit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -360,6 +361,9 @@ def _run_synth(args: argparse.Namespace) -> int:
     from stemkit.synthesis.synthesize import Synthesizer, collect_midi, synthesize_many
 
     shard = parse_shard(args.shard)
+    for raw in args.inputs:  # before loading the model: a typo should fail at once
+        if not Path(raw).exists():
+            raise StemkitError(f"input not found: {raw}")
     synth = Synthesizer(args.model or DEFAULT_SYNTH, device=args.device, steps=args.steps, sampler=args.sampler, cfg=args.cfg,
                         instrument=args.instrument, progress=not args.quiet)
     inputs = collect_midi(args.inputs, args.instrument or synth.model.config.instrument)
@@ -368,7 +372,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         raise StemkitError(f"--out {args.out} is a file, but the inputs hold {len(inputs)} MIDI files: give a folder")
     out = args.out or Path("synthesized") / synth.name
     report = synthesize_many(synth, inputs, out, format=args.format, seed=args.seed, overwrite=args.overwrite, shard=shard,
-                             single_file=single, progress=not args.quiet)
+                             single_file=single, tracks=args.tracks.split(",") if args.tracks else None, progress=not args.quiet)
     where = out if single else f"{out}/"
     print(f"wrote {len(report.written)} file(s) to {where}" + (f"; skipped {len(report.skipped)} already present (--overwrite replaces)" if report.skipped else ""))
     return 0

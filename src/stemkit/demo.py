@@ -58,10 +58,8 @@ def run_demo(
 
 def demo_synthesis(data_dir: Path, out: Path, model: str | None, device: str, workers: int) -> str:
     """Synthesize the dataset's violin parts and the sine floor; score both; write synthesis.{md,json}."""
-    import pretty_midi
-
     from stemkit.audio.io import save_audio
-    from stemkit.midi.notes import read_midi_tracks
+    from stemkit.midi.notes import read_midi
     from stemkit.synthesis.baselines import render_sine
     from stemkit.synthesis.checkpoints import DEFAULT_SYNTH
     from stemkit.synthesis.evaluation import evaluate_synthesis
@@ -74,8 +72,8 @@ def demo_synthesis(data_dir: Path, out: Path, model: str | None, device: str, wo
     synthesize_many(synth, inputs, generated, overwrite=True, progress=False)
     sine_dir = out / "synthesized" / "sine"
     for midi, name in inputs:
-        notes = [n for track in read_midi_tracks(midi) for n in track.notes]
-        seconds = pretty_midi.PrettyMIDI(str(midi)).get_end_time()
+        tracks, seconds = read_midi(midi)
+        notes = [n for track in tracks for n in track.notes]
         save_audio(sine_dir / f"{name}.wav", render_sine(notes, seconds, synth.sample_rate, synth.model.envelope_model, synth.model.hop),
                    synth.sample_rate)
     results = {

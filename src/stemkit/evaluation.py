@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from stemkit.atomic import atomic_output
 from stemkit.plotting import save_figure
@@ -19,6 +17,7 @@ from stemkit.audio.io import load_audio
 from stemkit.data.reference import ReferenceTrack, open_reference_dataset
 from stemkit.errors import StemkitError
 from stemkit.metrics.separation import METRICS, aggregate, evaluate_track
+from stemkit.parallel import map_with_progress
 from stemkit.separation.oracles import ideal_ratio_mask, mixture_oracle
 
 ORACLES = ("mixture", "irm")
@@ -78,19 +77,7 @@ def evaluate_dataset(
             for t in targets:
                 find_estimate(est_dir, track.name, t)
     jobs = [(track, targets, est_dir, oracle, keep_frames) for track in tracks]
-    per_track: dict[str, dict] = {}
-    bar = tqdm(total=len(jobs), desc="evaluating", unit="track", disable=not progress)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for name, scores in pool.map(_score_track, jobs):
-                per_track[name] = scores
-                bar.update(1)
-    else:
-        for job in jobs:
-            name, scores = _score_track(job)
-            per_track[name] = scores
-            bar.update(1)
-    bar.close()
+    per_track = dict(map_with_progress(_score_track, jobs, workers, desc="evaluating", unit="track", progress=progress))
     per_target, average = aggregate({k: {t: {m: v[m] for m in METRICS} for t, v in s.items()} for k, s in per_track.items()})
     return {
         "reference": str(reference),

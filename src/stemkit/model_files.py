@@ -44,8 +44,12 @@ def resolve_model_path(name_or_path: str | Path, architectures: tuple[str, ...] 
 
 
 def write_model_files(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write ``path`` (``.safetensors``) and its ``.json`` sidecar atomically; returns the weights path."""
-    path = Path(path).with_suffix(".safetensors")
+    """Write ``path`` (``.safetensors``) and its ``.json`` sidecar atomically; returns the weights path.
+
+    ``path`` may name the pair without suffix; a dot in the name (``my-model-v0.2``) is kept."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))

@@ -88,3 +88,31 @@ def list_tracks(root: str | Path) -> list[ChoraleTrack]:
     if not found:
         found = [q for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") for q in p.iterdir() if is_track_dir(q)]
     return [read_track(p) for p in sorted(found)]
+
+
+@dataclass(frozen=True)
+class StemFiles:
+    """One stem of a dataset as a single-instrument item: ``<track>_<stem file stem>`` names it uniquely
+    (``string_track000123_0_violin``), and its MIDI is ``stems_MIDI/<stem file stem>.mid`` if present."""
+
+    name: str
+    audio: Path
+    midi: Path | None
+    instrument: str
+
+
+def list_stem_files(root: str | Path, instrument: str | None = None) -> list[StemFiles]:
+    """Every stem (of ``instrument``, if given) of the tracks under ``root``, sorted by name."""
+    wanted = instrument.lower() if instrument else None
+    items = []
+    for track in list_tracks(root):
+        for stem, inst in zip(track.stems, track.instruments):
+            if wanted is None or inst == wanted:
+                midi = track.path / "stems_MIDI" / f"{stem.stem}.mid"
+                items.append(StemFiles(f"{track.name}_{stem.stem}", stem, midi if midi.is_file() else None, inst))
+    return sorted(items, key=lambda item: item.name)
+
+
+def is_dataset(root: str | Path) -> bool:
+    """Whether ``root`` is a track folder or holds track folders (one or two levels down)."""
+    return Path(root).is_dir() and bool(list_tracks(root))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from stemkit.audio.io import audio_info, load_audio
-from stemkit.data.layout import is_track_dir, list_tracks
+from stemkit.data.layout import is_dataset, list_stem_files
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import Note, read_midi_tracks
 from stemkit.synthesis.conditioning import envelope_from_audio, pitch_from_audio, pitch_from_notes
@@ -59,15 +59,11 @@ def find_monophonic(root: str | Path, instrument: str | None = "violin") -> list
     if not root.exists():
         raise StemkitError(f"data folder not found: {root}")
     items: list[MonophonicItem] = []
-    chorale = is_track_dir(root) or any(is_track_dir(p) for p in root.iterdir() if p.is_dir()) or any(
-        is_track_dir(q) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") for q in p.iterdir())
-    if chorale:
-        for track in list_tracks(root):
-            for stem, inst in zip(track.stems, track.instruments):
-                if instrument is None or inst == instrument:
-                    info = audio_info(stem)
-                    notes = _notes_of(track.path / "stems_MIDI" / f"{stem.stem}.mid")
-                    items.append(MonophonicItem(f"{track.name}_{stem.stem}", stem, info.sample_rate, info.frames, notes))
+    if is_dataset(root):
+        for stem in list_stem_files(root, instrument):
+            info = audio_info(stem.audio)
+            notes = _notes_of(stem.midi) if stem.midi else None
+            items.append(MonophonicItem(stem.name, stem.audio, info.sample_rate, info.frames, notes))
         if not items:
             raise StemkitError(f"no {instrument} stems in the chorale dataset {root}")
     else:

@@ -28,6 +28,7 @@ class UNet1DConfig:
     kernel_size: int = 3
     attention: bool = True  #: self-attention at the coarsest scale
     heads: int = 4
+    attention_window: int = 32  #: attend within windows of this many coarsest-scale frames (0 = whole sequence)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,15 +67,33 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, channels: int, heads: int) -> None:
+    """Self-attention within non-overlapping windows of ``window`` frames.
+
+    Why windows: the model trains on crops of a few seconds but renders whole pieces; attention over
+    a sequence far longer than any it was trained on dilutes its softmax (and costs quadratic
+    memory), while a window the size of the training context behaves at synthesis as it did in
+    training, whatever the length. The convolutions carry context across window edges.
+    """
+
+    def __init__(self, channels: int, heads: int, window: int = 0) -> None:
         super().__init__()
         self.norm = nn.GroupNorm(_groups(channels), channels)
         self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.window = window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x).transpose(1, 2)
-        out, _ = self.attn(h, h, h, need_weights=False)
-        return x + out.transpose(1, 2)
+        batch, channels, length = x.shape
+        window = self.window if 0 < self.window < length else length
+        pad = (-length) % window
+        h = nn.functional.pad(self.norm(x), (0, pad))
+        h = h.reshape(batch, channels, -1, window).permute(0, 2, 3, 1).reshape(-1, window, channels)
+        mask = None
+        if pad:  # padded frames of the last window are not attended to
+            valid = torch.arange(length + pad, device=x.device) < length
+            mask = ~valid.reshape(-1, window).repeat(batch, 1)
+        out, _ = self.attn(h, h, h, key_padding_mask=mask, need_weights=False)
+        out = out.reshape(batch, -1, window, channels).permute(0, 3, 1, 2).reshape(batch, channels, -1)[..., :length]
+        return x + out
 
 
 class UNet1D(nn.Module):
@@ -100,7 +119,7 @@ class UNet1D(nn.Module):
             self.down.append(blocks)
             self.downsample.append(nn.Conv1d(width, width, 4, stride=2, padding=1) if level < len(c) - 1 else nn.Identity())
         self.mid = nn.ModuleList([ResBlock(width, width, emb, k), ResBlock(width, width, emb, k)])
-        self.attention = SelfAttention(width, config.heads) if config.attention else None
+        self.attention = SelfAttention(width, config.heads, config.attention_window) if config.attention else None
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level in reversed(range(len(c))):

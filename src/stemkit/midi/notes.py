@@ -49,6 +49,11 @@ def write_midi(path: str | os.PathLike, tracks: list[MidiTrack], tempo: float = 
 
 def read_midi_tracks(path: str | os.PathLike) -> list[MidiTrack]:
     """The non-drum tracks of a MIDI file as ``MidiTrack`` lists; a clear error if it is not MIDI."""
+    return read_midi(path)[0]
+
+
+def read_midi(path: str | os.PathLike) -> tuple[list[MidiTrack], float]:
+    """The non-drum tracks of a MIDI file and its length in seconds (its last event)."""
     path = Path(path)
     if not path.is_file():
         raise StemkitError(f"MIDI file not found: {path}")
@@ -62,4 +67,4 @@ def read_midi_tracks(path: str | os.PathLike) -> list[MidiTrack]:
             continue
         notes = sorted((Note(n.pitch, n.start, n.end, n.velocity) for n in inst.notes), key=lambda n: (n.start, n.pitch))
         tracks.append(MidiTrack(inst.name, inst.program, notes))
-    return tracks
+    return tracks, float(midi.get_end_time())

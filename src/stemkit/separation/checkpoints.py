@@ -27,9 +27,9 @@ def pretrained_names() -> list[str]:
 
 def save_model(model: LaSAFT, path: str | Path, name: str | None = None, provenance: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (``.safetensors``) and its ``.json`` sidecar atomically; returns the weights path."""
-    path = Path(path).with_suffix(".safetensors")
+    path = Path(path)
     meta = {
-        "name": name or path.stem,
+        "name": name or path.name.removesuffix(".safetensors"),
         "architecture": "lasaft",
         "config": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),

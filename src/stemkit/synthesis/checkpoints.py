@@ -49,7 +49,7 @@ def load_vae(name_or_path: str | Path) -> AudioVAE:
 
 def _build_vae(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str | Path) -> AudioVAE:
     try:
-        if meta["architecture"] == "latent-synth":
+        if meta.get("architecture") == "latent-synth":
             config = VAEConfig(**meta["config"]["vae"])
             state = {k.removeprefix("vae."): v for k, v in state.items() if k.startswith("vae.")}
         else:
@@ -68,8 +68,8 @@ def load_synth(name_or_path: str | Path = DEFAULT_SYNTH) -> tuple[LatentSynth, d
 
 
 def _build_synth(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str | Path) -> LatentSynth:
-    if meta["architecture"] != "latent-synth":
-        raise StemkitError(f"{source} is a {meta['architecture']} model, not a synthesizer (latent-synth)")
+    if meta.get("architecture") != "latent-synth":
+        raise StemkitError(f"{source} is a {meta.get('architecture', 'unknown')} model, not a synthesizer (latent-synth)")
     try:
         model = LatentSynth(LatentSynthConfig(**meta["config"]))
         model.load_state_dict(state)
@@ -81,7 +81,7 @@ def _build_synth(state: dict[str, torch.Tensor], meta: dict[str, Any], source: s
 def export_synthesis_model(checkpoint: str | Path, out: Path, provenance: dict[str, Any] | None = None) -> Path:
     """Write ``out`` (.safetensors + .json) from a synthesis training checkpoint."""
     state, meta = _read(checkpoint)
-    build = _build_synth if meta["architecture"] == "latent-synth" else _build_vae
+    build = _build_synth if meta.get("architecture") == "latent-synth" else _build_vae
     model = build(state, meta, checkpoint)
     meta = {
         "name": out.stem,

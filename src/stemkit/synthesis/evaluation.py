@@ -14,22 +14,20 @@ Every check runs on file headers before any metric, so a mistake fails in second
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from stemkit.audio.io import audio_info, load_audio
-from stemkit.data.layout import is_track_dir, list_tracks
+from stemkit.data.monophonic import AUDIO_SUFFIXES
+from stemkit.data.layout import is_dataset, list_stem_files
 from stemkit.errors import StemkitError
 from stemkit.metrics.synthesis import SYNTHESIS_METRICS, synthesis_metrics
 from stemkit.midi.notes import Note, read_midi_tracks
+from stemkit.parallel import map_with_progress
 
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 #: Largest accepted relative difference between generated and reference durations.
 LENGTH_TOLERANCE = 0.05
@@ -44,20 +42,12 @@ class SynthItem:
     midi: Path | None
 
 
-def _is_layout(root: Path) -> bool:
-    """A CocoChorales dataset: a track folder itself, or track folders one or two levels down."""
-    if is_track_dir(root):
-        return True
-    children = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return any(is_track_dir(p) for p in children) or any(is_track_dir(q) for p in children for q in p.iterdir())
-
-
 def reference_items(reference: str | Path, instrument: str | None = None) -> list[SynthItem]:
     """The reference items of ``reference`` (either layout), sorted by name."""
     root = Path(reference)
     if not root.is_dir():
         raise StemkitError(f"reference folder not found: {root}")
-    if _is_layout(root):
+    if is_dataset(root):
         return _layout_items(root, instrument)
     if instrument is not None:
         raise StemkitError(f"--instrument only applies to a CocoChorales-layout reference, and {root} holds no track folders")
@@ -76,17 +66,11 @@ def reference_items(reference: str | Path, instrument: str | None = None) -> lis
 
 
 def _layout_items(root: Path, instrument: str | None) -> list[SynthItem]:
-    wanted = instrument.lower() if instrument else None
-    items, seen = [], set()
-    for track in list_tracks(root):
-        for stem, name in zip(track.stems, track.instruments):
-            seen.add(name)
-            if wanted is None or name == wanted:
-                midi = track.path / "stems_MIDI" / f"{stem.stem}.mid"
-                items.append(SynthItem(f"{track.name}_{stem.stem}", stem, midi if midi.is_file() else None))
+    items = [SynthItem(stem.name, stem.audio, stem.midi) for stem in list_stem_files(root, instrument)]
     if not items:
-        raise StemkitError(f"no {instrument} stems in {root}: its instruments are {', '.join(sorted(seen))}")
-    return sorted(items, key=lambda item: item.name)
+        instruments = sorted({stem.instrument for stem in list_stem_files(root)})
+        raise StemkitError(f"no {instrument} stems in {root}: its instruments are {', '.join(instruments)}")
+    return items
 
 
 def find_generated(generated: Path, name: str) -> Path | None:
@@ -155,10 +139,6 @@ def score_item(pair: tuple[SynthItem, Path]) -> tuple[str, dict[str, float]]:
     return item.name, synthesis_metrics(ref[0], fit_length(gen[0], ref.shape[-1]), sr, load_notes(item.midi))
 
 
-def _single_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def evaluate_synthesis(
     reference: str | Path,
     generated: str | Path,
@@ -173,22 +153,7 @@ def evaluate_synthesis(
     """
     items = reference_items(reference, instrument)
     pairs = pair_items(items, generated)
-    scores: dict[str, dict[str, float]] = {}
-    bar = tqdm(total=len(pairs), desc="scoring", unit="item", disable=not progress)
-    if workers > 1 and len(pairs) > 1:
-        # spawn, not fork: a child forked after torch/numba started their thread pools can hang on a lock
-        # it inherited mid-use; one thread per worker, since the workers are the parallelism.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_thread) as pool:
-            for name, values in pool.map(score_item, pairs):
-                scores[name] = values
-                bar.update(1)
-    else:
-        for pair in pairs:
-            name, values = score_item(pair)
-            scores[name] = values
-            bar.update(1)
-    bar.close()
+    scores = dict(map_with_progress(score_item, pairs, workers, desc="scoring", unit="item", progress=progress, spawn=True))
     return {
         "reference": str(reference),
         "generated": str(generated),

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pretty_midi
 import torch
 from tqdm.auto import tqdm
 
 from stemkit.audio.io import save_audio
 from stemkit.errors import StemkitError
-from stemkit.midi.notes import Note, read_midi_tracks
+from stemkit.midi.notes import MidiTrack, Note, read_midi
 from stemkit.separation.separator import pick_device
 from stemkit.synthesis.checkpoints import DEFAULT_SYNTH, load_synth
 from stemkit.synthesis.conditioning import frame_count
@@ -78,22 +77,40 @@ class Synthesizer:
         peak = float(audio.abs().max())
         return (audio / peak * 0.99 if peak > 0.99 else audio).cpu()
 
-    def synthesize_file(self, midi_path: str | Path, seed: int = 0) -> torch.Tensor:
-        """Audio ``[1, samples]`` of every track of a MIDI file, mixed; as long as the MIDI."""
+    def synthesize_file(self, midi_path: str | Path, seed: int = 0, tracks: list[str] | None = None) -> torch.Tensor:
+        """Audio ``[1, samples]`` of the tracks of a MIDI file (all, or those named or numbered from 0
+        in ``tracks``), mixed; as long as the MIDI."""
         midi_path = Path(midi_path)
-        tracks = read_midi_tracks(midi_path)
-        lines = [line for track in tracks for line in split_voices(track.notes)]
-        notes = [n for line in lines for n in line]
-        self.model.check_notes(notes, name=str(midi_path))
-        seconds = pretty_midi.PrettyMIDI(str(midi_path)).get_end_time()
+        found, seconds = read_midi(midi_path)
+        chosen = select_tracks(found, tracks, midi_path)
+        if not any(track.notes for track in chosen):
+            raise StemkitError(f"{midi_path} has no notes to synthesize" + (f" in tracks {','.join(tracks)}" if tracks else ""))
+        for number, track in enumerate(chosen):
+            if track.notes:
+                self.model.check_notes(track.notes, name=f"{midi_path} track {track.name or number!r}")
+        lines = [line for track in chosen for line in split_voices(track.notes)]
         return self.render_lines(lines, seconds, seed)
+
+
+def select_tracks(tracks: list[MidiTrack], wanted: list[str] | None, source: Path) -> list[MidiTrack]:
+    """The tracks named, or numbered from 0, in ``wanted`` (all when None); unknown ones are an error."""
+    if not wanted:
+        return tracks
+    chosen = []
+    for key in wanted:
+        match = [t for i, t in enumerate(tracks) if key == str(i) or key == t.name]
+        if not match:
+            names = ", ".join(f"{i}:{t.name or '(unnamed)'}" for i, t in enumerate(tracks))
+            raise StemkitError(f"{source} has no track {key!r}; its tracks are {names}")
+        chosen.extend(t for t in match if t not in chosen)
+    return chosen
 
 
 def collect_midi(paths: list[str | Path], instrument: str | None = None) -> list[tuple[Path, str]]:
     """``(MIDI file, output name)`` for each input file, the MIDI files of a folder (recursively), or
     the ``stems_MIDI`` of ``instrument`` in a chorale dataset — named ``<track>_<stem>`` as
     ``stemkit eval-synth`` names a chorale dataset's stems."""
-    from stemkit.data.layout import list_tracks
+    from stemkit.data.layout import is_dataset, list_stem_files
 
     found: list[tuple[Path, str]] = []
     for raw in paths:
@@ -103,13 +120,8 @@ def collect_midi(paths: list[str | Path], instrument: str | None = None) -> list
                 raise StemkitError(f"{path} is not a MIDI file (.mid, .midi)")
             found.append((path, path.stem))
         elif path.is_dir():
-            tracks = list_tracks(path)
-            if tracks:
-                for track in tracks:
-                    for stem, inst in zip(track.stems, track.instruments):
-                        midi = track.path / "stems_MIDI" / f"{stem.stem}.mid"
-                        if (instrument is None or inst == instrument) and midi.is_file():
-                            found.append((midi, f"{track.name}_{stem.stem}"))
+            if is_dataset(path):
+                found.extend((stem.midi, stem.name) for stem in list_stem_files(path, instrument) if stem.midi)
                 continue
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
             found.extend((p, str(p.relative_to(path).with_suffix("")).replace("/", "_")) for p in files)
@@ -126,7 +138,7 @@ def collect_midi(paths: list[str | Path], instrument: str | None = None) -> list
 
 def synthesize_many(synth: Synthesizer, inputs: list[tuple[Path, str]], out: Path, format: str = "wav", seed: int = 0,
                     overwrite: bool = False, shard: tuple[int, int] = (0, 1), single_file: bool = False,
-                    progress: bool = True) -> SynthReport:
+                    tracks: list[str] | None = None, progress: bool = True) -> SynthReport:
     """Render this shard's inputs to ``out/<name>.<format>`` (or to ``out`` itself with ``single_file``);
     existing outputs are skipped unless ``overwrite``, so an interrupted batch resumes."""
     report = SynthReport()
@@ -137,6 +149,6 @@ def synthesize_many(synth: Synthesizer, inputs: list[tuple[Path, str]], out: Pat
         if target.exists() and not overwrite:
             report.skipped.append(name)
             continue
-        audio = synth.synthesize_file(midi, seed=seed)
+        audio = synth.synthesize_file(midi, seed=seed, tracks=tracks)
         report.written.append(save_audio(target, audio, synth.sample_rate))
     return report

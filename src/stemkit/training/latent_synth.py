@@ -22,11 +22,13 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from stemkit.atomic import atomic_output
 from stemkit.data.monophonic import MonophonicCropDataset, find_monophonic
+from stemkit.errors import StemkitError
 from stemkit.synthesis.conditioning import EnvelopeModel, condition_tensor, fit_envelope_model
 from stemkit.synthesis.latent_synth import LatentSynth, LatentSynthConfig, note_range
 from stemkit.training.schedules import warmup_cosine
@@ -36,6 +38,15 @@ def _file_key(path: str) -> str:
     p = Path(path)
     stat = p.stat() if p.exists() else None
     return f"{p.resolve()}:{stat.st_size if stat else 0}:{int(stat.st_mtime) if stat else 0}"
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of a module's weights: proves the cached latents came from the VAE the system decodes with."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 class LatentDataModule(L.LightningDataModule):
@@ -75,11 +86,21 @@ class LatentDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.train_data: dict[str, torch.Tensor] | None = None
         self.valid_data: dict[str, torch.Tensor] | None = None
+        self.vae_fingerprint: str | None = None
+        self._found: dict[str, list] = {}
 
-    def _cache_path(self, split: str, crops: int, frames: int) -> Path:
+    def _items(self, folder: str) -> list:
+        if folder not in self._found:
+            self._found[folder] = find_monophonic(folder, self.hparams.instrument)
+        return self._found[folder]
+
+    def _cache_path(self, split: str, folder: str, crops: int, frames: int) -> Path:
+        """Keyed by the VAE file, the data (folder, file count and total length: a regenerated dataset
+        is re-encoded) and the crop settings."""
         hp = self.hparams
-        folder = hp.train_dir if split == "train" else hp.valid_dir
-        key = json.dumps([_file_key(hp.vae), str(Path(folder).resolve()), hp.instrument, crops, frames, hp.seed, hp.min_active])
+        items = self._items(folder)
+        data_key = [str(Path(folder).resolve()), len(items), sum(i.frames for i in items)]
+        key = json.dumps([_file_key(hp.vae), data_key, hp.instrument, crops, frames, hp.seed, hp.min_active])
         digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         return Path(hp.cache_dir) / f"{split}-{digest}.safetensors"
 
@@ -92,31 +113,34 @@ class LatentDataModule(L.LightningDataModule):
         """Encode the crops that are not cached yet (rank 0 only under DDP)."""
         from stemkit.synthesis.checkpoints import load_vae
 
-        todo = [plan for plan in self._plans() if not self._cache_path(plan[0], plan[2], plan[3]).exists()]
+        todo = [plan for plan in self._plans() if not self._cache_path(plan[0], plan[1], plan[2], plan[3]).exists()]
         if not todo:
             return
         vae = load_vae(self.hparams.vae)
         for split, folder, crops, frames, keep_audio in todo:
-            items = find_monophonic(folder, self.hparams.instrument)
+            items = self._items(folder)
+            if items[0].sample_rate != vae.config.sample_rate:
+                raise StemkitError(f"{folder} is at {items[0].sample_rate} Hz but the VAE at {vae.config.sample_rate} Hz")
             dataset = MonophonicCropDataset(items, frames, vae.hop, crops, self.hparams.seed + (split == "valid"), fixed=True,
                                             min_active=self.hparams.min_active)
-            encode_crops(vae, dataset, self._cache_path(split, crops, frames), keep_audio)
+            encode_crops(vae, dataset, self._cache_path(split, folder, crops, frames), keep_audio)
 
     def setup(self, stage: str | None = None) -> None:
-        for split, _, crops, frames, _ in self._plans():
-            data = load_file(str(self._cache_path(split, crops, frames)))
-            setattr(self, f"{split}_data", data)
+        for split, folder, crops, frames, _ in self._plans():
+            path = self._cache_path(split, folder, crops, frames)
+            setattr(self, f"{split}_data", load_file(str(path)))
+            with safe_open(str(path), "pt") as handle:
+                self.vae_fingerprint = (handle.metadata() or {}).get("vae_fingerprint")
 
     def fit_envelope(self, max_items: int = 120) -> EnvelopeModel:
         """The envelope model fitted on (up to ``max_items``) training recordings."""
-        items = [i for i in find_monophonic(self.hparams.train_dir, self.hparams.instrument) if i.notes]
+        items = [i for i in self._items(self.hparams.train_dir) if i.notes]
         step = max(1, len(items) // max_items)
         chosen = items[::step][:max_items]
         return fit_envelope_model(((i.notes, i.load()) for i in chosen), chosen[0].sample_rate, _hop_of(self.train_data))
 
     def note_range(self) -> tuple[int, int]:
-        items = find_monophonic(self.hparams.train_dir, self.hparams.instrument)
-        with_notes = [i.notes for i in items if i.notes]
+        with_notes = [i.notes for i in self._items(self.hparams.train_dir) if i.notes]
         if with_notes:
             return note_range(with_notes)
         pitch = self.train_data["pitch"][self.train_data["voiced"] > 0]
@@ -156,7 +180,7 @@ def encode_crops(vae, dataset: MonophonicCropDataset, path: Path, keep_audio: bo
     tensors = {k: torch.cat(v).contiguous() for k, v in columns.items() if v}
     tensors["hop"] = torch.tensor(vae.hop)
     with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata={"vae_fingerprint": weights_fingerprint(vae)})
 
 
 class LatentCropDataset(torch.utils.data.Dataset):
@@ -230,8 +254,12 @@ class LatentSynthSystem(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "fit_envelope"):
             return
-        if _hop_of(datamodule.train_data) != self.model.hop:
-            raise ValueError(f"the latent cache has hop {_hop_of(datamodule.train_data)}, the VAE {self.model.hop}")
+        if datamodule.vae_fingerprint != weights_fingerprint(self.model.vae):
+            raise StemkitError(
+                f"the latent cache was encoded by another VAE than this run's ({datamodule.hparams.vae} vs {self.hparams.vae}): "
+                "give model and data the same `vae`, and do not change the VAE file of a run being resumed")
+        if datamodule.hparams.instrument not in (None, self.config.instrument):
+            raise StemkitError(f"the data holds {datamodule.hparams.instrument}, the model is for {self.config.instrument}")
         if float(self.model.pitch_range[0]) == 0.0 and float(self.model.pitch_range[1]) == 127.0:
             envelope = datamodule.fit_envelope()
             low, high = datamodule.note_range()

@@ -72,6 +72,9 @@ class VAESystem(L.LightningModule):
         self._valid: list[dict[str, float]] = []
 
     def on_fit_start(self) -> None:
+        if "16-mixed" in str(self.trainer.precision) and not str(self.trainer.precision).startswith("bf"):
+            raise ValueError("VAE training does not support fp16 AMP (its balancer and its two optimizers step outside the "
+                             "grad scaler): use precision 32 or bf16-mixed")
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "sample_rate", self.config.sample_rate) != self.config.sample_rate:
             raise ValueError(f"VAE sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
@@ -125,6 +128,8 @@ class VAESystem(L.LightningModule):
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name == "mrstft")
         self.log("train/kl", kl)
+        for name, norm in self.balancer.last_norms.items():
+            self.log(f"train/grad_norm_{name}", norm)
         self.log("train/latent_std", mean.detach().std())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
