@@ -131,3 +131,17 @@ def test_exported_vae_reconstructs_and_the_synth_bundles_it(synth_model):
     assert 50 <= low < high <= 100  # the violin parts' range, fitted at training start
     audio = torch.randn(1, 5000) * 0.1
     assert vae.reconstruct(audio).shape == audio.shape
+
+
+def test_the_shipped_synthesizer_renders_a_test_split_violin_part(chorale_dir, tmp_path):
+    """The done-when check: the default model, a test-split violin MIDI part, audio of the right length."""
+    midi = _violin_midi(chorale_dir)
+    out = tmp_path / "part.wav"
+    run_cli("synth", str(midi), "--out", str(out), "--steps", "6", "--quiet", check=True)
+    audio, rate = sf.read(out)
+    assert len(audio) == round(pretty_midi.PrettyMIDI(str(midi)).get_end_time() * rate)
+    from stemkit.metrics.synthesis import pitch_accuracy
+    from stemkit.midi.notes import read_midi_tracks
+
+    notes = [n for t in read_midi_tracks(midi) for n in t.notes]
+    assert pitch_accuracy(audio, rate, notes) > 0.6  # it plays the notes (BENCHMARKS.md: ~0.9 over the test split)

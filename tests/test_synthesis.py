@@ -184,3 +184,43 @@ def test_windowed_attention_sees_only_its_window():
     whole.norm = torch.nn.Identity()
     whole.load_state_dict(attn.state_dict())
     assert not torch.allclose(whole(changed)[..., 0], whole(x)[..., 0])  # window 0: global attention
+
+
+def test_a_folder_of_recordings_reads_with_midi_when_present_and_pitch_from_audio_otherwise(tmp_path):
+    from stemkit.audio.io import save_audio
+    from stemkit.data.monophonic import MonophonicCropDataset, find_monophonic
+    from stemkit.midi.notes import MidiTrack, write_midi
+
+    save_audio(tmp_path / "take1.wav", harmonic_tone(64, 2.0)[None], RATE)
+    save_audio(tmp_path / "sub" / "take2.wav", harmonic_tone(71, 2.0)[None], RATE)
+    write_midi(tmp_path / "take1.mid", [MidiTrack("violin", 40, [Note(64, 0.0, 2.0)])])
+    items = find_monophonic(tmp_path, instrument="violin")  # the instrument only filters chorale datasets
+    assert [i.name for i in items] == ["sub_take2", "take1"]
+    assert items[0].notes is None and items[1].notes == [Note(64, 0.0, 2.0)]
+    for item, midi in zip(items, (71, 64)):
+        crops = MonophonicCropDataset([item], frames=32, hop=HOP, items_per_epoch=2, fixed=True)
+        crop = crops[0]
+        assert crop["audio"].shape == (1, 32 * HOP) and crop["pitch"].shape == crop["envelope"].shape == (32,)
+        assert np.abs(crop["pitch"][crop["voiced"] > 0].numpy() - midi).max() < 0.35
+
+
+def test_a_folder_without_audio_is_a_clear_error(tmp_path):
+    from stemkit.data.monophonic import find_monophonic
+    from stemkit.errors import StemkitError
+
+    with pytest.raises(StemkitError, match="no audio files"):
+        find_monophonic(tmp_path)
+
+
+def test_pitch_roll_is_one_hot_on_keys_and_shares_fractions():
+    from stemkit.synthesis.conditioning import PITCH_BINS, PITCH_LOW, pitch_roll
+
+    pitch = torch.tensor([60.0, 60.25, 0.0, 108.0])
+    roll = pitch_roll(pitch, (pitch > 0).float())
+    assert roll.shape == (PITCH_BINS, 4)
+    assert roll[60 - PITCH_LOW, 0] == 1 and roll[:, 0].sum() == 1
+    assert roll[60 - PITCH_LOW, 1] == pytest.approx(0.75) and roll[61 - PITCH_LOW, 1] == pytest.approx(0.25)
+    assert roll[:, 2].sum() == 0  # unvoiced
+    assert roll[108 - PITCH_LOW, 3] == 1
+    cond = condition_tensor(pitch.numpy(), (pitch > 0).float().numpy(), np.full(4, 0.1))
+    assert cond.shape == (COND_CHANNELS, 4) and torch.equal(cond[:PITCH_BINS], roll)

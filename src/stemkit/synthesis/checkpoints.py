@@ -84,9 +84,9 @@ def export_synthesis_model(checkpoint: str | Path, out: Path, provenance: dict[s
     build = _build_synth if meta.get("architecture") == "latent-synth" else _build_vae
     model = build(state, meta, checkpoint)
     meta = {
-        "name": out.stem,
+        "name": out.name.removesuffix(".safetensors"),
         "architecture": meta["architecture"],
-        "config": meta["config"],
+        "config": model.config.to_dict(),  # resolved: defaults written out
         "parameters": sum(p.numel() for p in model.parameters()),
         "provenance": {**meta.get("provenance", {}), **(provenance or {})},
     }

