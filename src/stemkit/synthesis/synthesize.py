@@ -65,7 +65,10 @@ class Synthesizer:
         return self.model.sample_rate
 
     def render_lines(self, lines: list[list[Note]], seconds: float, seed: int = 0) -> torch.Tensor:
-        """Mono mix ``[1, samples]`` of monophonic ``lines`` sampled together, ``seconds`` long."""
+        """Mono mix ``[1, samples]`` of monophonic ``lines`` sampled together, ``seconds`` long.
+
+        The lines are summed as they come; only a mix that would clip is scaled down (to a 0.99 peak),
+        so a solo keeps the level the model learned."""
         model: LatentSynth = self.model
         samples = max(1, int(round(seconds * model.sample_rate)))
         frames = frame_count(samples, model.hop)
@@ -85,9 +88,9 @@ class Synthesizer:
         chosen = select_tracks(found, tracks, midi_path)
         if not any(track.notes for track in chosen):
             raise StemkitError(f"{midi_path} has no notes to synthesize" + (f" in tracks {','.join(tracks)}" if tracks else ""))
-        for number, track in enumerate(chosen):
+        for track in chosen:
             if track.notes:
-                self.model.check_notes(track.notes, name=f"{midi_path} track {track.name or number!r}")
+                self.model.check_notes(track.notes, name=f"{midi_path} track {track.name or found.index(track)!r}")
         lines = [line for track in chosen for line in split_voices(track.notes)]
         return self.render_lines(lines, seconds, seed)
 

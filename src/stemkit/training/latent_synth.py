@@ -133,8 +133,11 @@ class LatentDataModule(L.LightningDataModule):
                 self.vae_fingerprint = (handle.metadata() or {}).get("vae_fingerprint")
 
     def fit_envelope(self, max_items: int = 120) -> EnvelopeModel:
-        """The envelope model fitted on (up to ``max_items``) training recordings."""
+        """The envelope model fitted on (up to ``max_items``) training recordings with notes; the default
+        model when none has MIDI (a folder of recordings alone says nothing of velocities)."""
         items = [i for i in self._items(self.hparams.train_dir) if i.notes]
+        if not items:
+            return EnvelopeModel()
         step = max(1, len(items) // max_items)
         chosen = items[::step][:max_items]
         return fit_envelope_model(((i.notes, i.load()) for i in chosen), chosen[0].sample_rate, _hop_of(self.train_data))
