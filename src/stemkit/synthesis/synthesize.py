@@ -73,6 +73,13 @@ class Synthesizer:
         samples = max(1, int(round(seconds * model.sample_rate)))
         frames = frame_count(samples, model.hop)
         cond = torch.cat([model.condition_from_notes(line, frames) for line in lines])
+        return self.render_condition(cond, samples, seed)
+
+    def render_condition(self, cond: torch.Tensor, samples: int, seed: int = 0) -> torch.Tensor:
+        """Mono mix ``[1, samples]`` of the lines conditioned by ``cond`` ``[lines, COND_CHANNELS, frames]``
+        (from notes, or curves measured on audio), scaled down only if it would clip."""
+        model: LatentSynth = self.model
+        cond = cond.to(model.envelope_params.device)
         generator = torch.Generator(device=cond.device).manual_seed(int(seed))
         latent = model.generate_latent(cond, self.steps, self.sampler, self.cfg, generator, self.progress)
         with torch.no_grad():
