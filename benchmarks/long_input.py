@@ -1,17 +1,19 @@
 """Peak memory and speed of `stemkit separate` on one long mixture (default 10 minutes).
 
-    python benchmarks/long_input.py --minutes 10 --data data/chorales/test
+    python benchmarks/long_input.py --minutes 10 --data data/chorales/test --batch-sizes 1 8 --threads 1
 
 Builds the long mixture by concatenating test-split chorale mixes, then runs the real CLI in a child
 process and reads the child's peak resident memory from the kernel (``RUSAGE_CHILDREN``), for a few
 ``--batch-size`` values. The chunker keeps only ``batch_size`` windows in flight and the full-length
 outputs (one float32 buffer per target) on the CPU, so memory should grow with the length only by
-those buffers.
+those buffers. ``--model`` defaults to the shipped default of ``stemkit separate`` (printed with the
+table); ``--threads`` sets ``OMP_NUM_THREADS`` for the child (torch's intra-op threads).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -46,11 +48,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/chorales/test"))
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="separator (default: the default of `stemkit separate`)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the child (0: torch's default)")
     args = parser.parse_args()
+    from stemkit.separation.separator import DEFAULT_MODEL
+
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "long.wav"
         seconds = long_mixture(args.data, args.minutes, mix)
+        print(f"model {args.model or DEFAULT_MODEL}; threads {args.threads or 'default'}; {os.cpu_count()} cores")
         print(f"{seconds / 60:.1f} min mixture; peak RSS of `stemkit separate` (whole process: Python, torch, model, buffers)\n")
         print("| batch size | wall (s) | audio s / wall s | peak RSS (MiB) |")
         print("|---:|---:|---:|---:|")
@@ -59,7 +66,7 @@ def main() -> None:
                    "--batch-size", str(batch), "--quiet"] + (["--model", args.model] if args.model else [])
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
-            subprocess.run(cmd, check=True)
+            subprocess.run(cmd, check=True, env=env)
             wall = time.perf_counter() - start
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             note = "" if peak > before else " (≤ previous run's peak)"

@@ -1,8 +1,8 @@
 """Progressive inference on the generated test split: our standard model, the remix-aware model and
 the peers, each between its one-pass line and its oracle predictor.
 
-    python benchmarks/progressive.py --remix runs/lasaft-chorales-small-remix/checkpoints/best.ckpt \\
-        --tracks 12 --seconds 20 --steps 3
+    python benchmarks/separation.py --steps 300 --threads 1 --test-tracks 8 --test-seconds 30   # the peers
+    python benchmarks/progressive.py --tracks 8 --seconds 20 --steps 3
 
 Every model runs ``stemkit.separation.analysis.progressive_analysis`` (the code behind ``stemkit
 progressive-analysis``) on the same excerpts, twice: add-to-mixture with the linear schedule (plus the
@@ -10,7 +10,9 @@ extra ``--remix-schedules`` for the remix-aware model) and the oracle; then the 
 filter after every step (``--wiener``; its step 1 is one pass + Wiener). The peers are the HTDemucs and
 BS-RoFormer trained by ``benchmarks/separation.py`` (``--peers`` folder); they are written as a demucs
 ``.th`` package and a RoFormer checkpoint + training YAML and loaded through the adapters users use.
-Prints the Markdown table BENCHMARKS.md records and writes one plot with every model.
+Prints the Markdown table BENCHMARKS.md records and writes one plot with every model. ``--standard`` and
+``--remix`` default to the shipped ``lasaft-chorales-string`` and ``lasaft-chorales-string-remix``; a
+peer whose weights are not in ``--peers`` is skipped.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", default="data/chorales/test", help="test split with references")
     parser.add_argument("--standard", default="lasaft-chorales-string")
-    parser.add_argument("--remix", default=None, help="the remix-aware model (.ckpt or .safetensors)")
+    parser.add_argument("--remix", default="lasaft-chorales-string-remix",
+                        help="the remix-aware model (a shipped name, .ckpt or .safetensors)")
     parser.add_argument("--remix-schedules", default="adaptive", help="extra schedules for the remix-aware model")
     parser.add_argument("--peers", default="runs/bench_separation", help="folder of benchmarks/separation.py's peer weights")
     parser.add_argument("--models", default="standard,remix,htdemucs,bs-roformer")

@@ -20,10 +20,11 @@ def shared_dir() -> Path | None:
     return None
 
 
-def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real ``stemkit`` command line in a subprocess, as a user would."""
+def run_cli(*args: str, check: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``stemkit`` command line in a subprocess, as a user would (in ``cwd`` if given)."""
     result = subprocess.run(
-        [sys.executable, "-m", "stemkit", *args], capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        [sys.executable, "-m", "stemkit", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"}
     )
     if check and result.returncode != 0:
         raise AssertionError(f"stemkit {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")

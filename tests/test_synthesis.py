@@ -79,6 +79,135 @@ def test_balancer_gives_each_loss_its_weight_as_a_share_of_the_gradient():
     torch.testing.assert_close(grad_scaled, expected, rtol=1e-4, atol=1e-6)
 
 
+def _norm_loss(output: torch.Tensor, norm: float) -> torch.Tensor:
+    """A loss whose gradient w.r.t. ``output`` has per-item norm exactly ``norm`` (constant over the item)."""
+    return norm * output.sum() / output[0].numel() ** 0.5
+
+
+def _balanced_step(balancer: LossBalancer, norms: dict[str, float]) -> torch.Tensor:
+    output = torch.ones(2, 1, 16, dtype=torch.float64, requires_grad=True)
+    losses = {name: _norm_loss(output, value) for name, value in norms.items()}
+    return torch.autograd.grad(balancer.surrogate(losses, output), output)[0]
+
+
+def test_balancer_running_norm_is_the_bias_corrected_weighted_mean_of_all_steps():
+    """After n steps the running norm is Σ d^(n−k) x_k / Σ d^(n−k) (EnCodec's averager), not a seeded EMA.
+
+    The first norm is 1000× the rest: a seeded EMA (a ← d·a + (1−d)·x, a₁ = x₁) still gives it
+    weight d^(n−1) ≈ 0.55 after 600 steps; the bias-corrected mean gives it d^(n−1) / Σ d^j ≈ 0.0012.
+    """
+    decay, steps = 0.999, 600
+    xs = [1000.0] + [1.0 + 0.5 * np.sin(0.05 * k) for k in range(1, steps)]
+    balancer = LossBalancer({"l": 1.0}, decay=decay)
+    for x in xs:
+        grad = _balanced_step(balancer, {"l": x})
+    weights = decay ** np.arange(steps - 1, -1, -1)  # d^(n−k) for k = 1..n
+    expected = float(np.dot(weights, xs) / weights.sum())
+    assert balancer.averages["l"] == pytest.approx(expected, rel=1e-9)
+    seeded = xs[0]
+    for x in xs[1:]:
+        seeded = decay * seeded + (1 - decay) * x
+    assert seeded > 100 * expected  # the old behaviour is far off, so the check above discriminates
+    # the gradient of the last step is normalised by exactly that average
+    torch.testing.assert_close(grad, torch.full_like(grad, xs[-1] / 16**0.5 / expected), rtol=1e-9, atol=0)
+    assert balancer.last_norms["l"] == pytest.approx(xs[-1], rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 500])
+def test_balancer_first_norm_weight_decays_as_d_to_the_n_minus_1_normalised(n):
+    """One norm of 1 followed by zeros: the average is d^(n−1) / Σ_{j<n} d^j (0.61 / 394 at n = 500, not 0.61)."""
+    decay = 0.999
+    balancer = LossBalancer({"l": 1.0}, decay=decay)
+    for step in range(n):
+        _balanced_step(balancer, {"l": 1.0 if step == 0 else 0.0})
+    expected = decay ** (n - 1) / sum(decay**j for j in range(n))
+    assert balancer.averages["l"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_balancer_constant_norm_is_exact_from_the_first_step_even_for_a_late_loss():
+    """A constant norm gives exactly that constant at every step — no warm-up from zero (which an
+    uncorrected EMA started at 0 would have: (1−d)·x after one step) — also for a loss that joins
+    after 300 steps, as the adversarial terms do; the balanced gradient is then exactly w·g/‖g‖."""
+    balancer = LossBalancer({"a": 3.0, "late": 1.0}, decay=0.999)
+    for step in range(400):
+        norms = {"a": 7.0} | ({"late": 0.25} if step >= 300 else {})
+        grad = _balanced_step(balancer, norms)
+        assert balancer.averages["a"] == pytest.approx(7.0, rel=1e-12)
+        if step >= 300:
+            assert balancer.averages["late"] == pytest.approx(0.25, rel=1e-12)
+    unit = 1.0 / 16**0.5  # each loss's gradient divided by its own norm
+    torch.testing.assert_close(grad, torch.full_like(grad, (0.75 + 0.25) * unit), rtol=1e-9, atol=0)
+    # the state survives a checkpoint round trip
+    restored = LossBalancer({"a": 3.0, "late": 1.0}, decay=0.999)
+    restored.load_state_dict(balancer.state_dict())
+    assert restored.averages == balancer.averages and restored.counts == balancer.counts
+
+
+class _FakeCollective:
+    """Two ranks as two threads: ``all_reduce`` sums (or averages) the tensors both threads pass in."""
+
+    def __init__(self, world: int = 2) -> None:
+        import threading
+
+        self.world, self.calls = world, 0
+        self.barrier = threading.Barrier(world, timeout=20)
+        self.lock = threading.Lock()
+        self.buffers: list[torch.Tensor] = []
+
+    def all_reduce(self, tensor, op=torch.distributed.ReduceOp.SUM, group=None, async_op=False):
+        with self.lock:
+            self.buffers.append(tensor.clone())
+            self.calls += 1
+        self.barrier.wait()
+        total = torch.stack(self.buffers).sum(0)
+        if op == torch.distributed.ReduceOp.AVG:
+            total = total / self.world
+        self.barrier.wait()
+        with self.lock:
+            self.buffers = []
+        tensor.copy_(total)
+        self.barrier.wait()
+
+
+def test_balancer_averages_the_gradient_norms_over_ranks(monkeypatch):
+    """Under DDP every rank normalises by the mean of the ranks' norms, so their running averages and
+    gradient scales agree; per-rank norms (rank 1's are 3× rank 0's) would give each its own."""
+    import threading
+
+    fake = _FakeCollective(2)
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, "all_reduce", fake.all_reduce)
+    local = {0: [{"l1": 1.0, "stft": 10.0}, {"l1": 2.0, "stft": 10.0}], 1: [{"l1": 3.0, "stft": 30.0}, {"l1": 6.0, "stft": 30.0}]}
+    balancers = {rank: LossBalancer({"l1": 1.0, "stft": 1.0}, decay=0.5) for rank in local}
+    grads: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+    errors: list[BaseException] = []
+
+    def rank_main(rank: int) -> None:
+        try:
+            for norms in local[rank]:
+                grads[rank].append(_balanced_step(balancers[rank], norms))
+        except BaseException as error:  # surface thread failures in the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in local]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert fake.calls >= 2 * len(local[0])  # every rank reduced at every step
+    # step 1: mean norms l1 = 2, stft = 20; step 2: l1 = 4, stft = 20 → averages (0.5·2 + 4)/1.5, 20
+    for rank in local:
+        assert balancers[rank].last_norms == pytest.approx({"l1": 4.0, "stft": 20.0})
+        assert balancers[rank].averages == pytest.approx({"l1": 5.0 / 1.5, "stft": 20.0})
+    # rank 0's last gradient: each loss's local gradient divided by the cross-rank average, weights ½ each
+    unit = 1.0 / 16**0.5
+    expected = 0.5 * (2.0 * unit) / (5.0 / 1.5) + 0.5 * (10.0 * unit) / 20.0
+    torch.testing.assert_close(grads[0][-1], torch.full_like(grads[0][-1], expected), rtol=1e-9, atol=0)
+
+
 def test_multi_resolution_stft_loss_is_zero_for_equal_signals_and_grows_with_error():
     x = torch.randn(2, 1, 4096)
     assert float(multi_resolution_stft_loss(x, x)) == pytest.approx(0.0, abs=1e-5)

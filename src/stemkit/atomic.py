@@ -7,6 +7,7 @@ finished one, nor destroy the previous version. ``os.replace`` within one folder
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,3 +34,38 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden staging folder; its files appear in ``folder`` together, only if the block succeeds.
+
+    Why: the outputs of one input (a track's stems, a separation's targets) are one unit. A job
+    killed half way must leave either the whole unit or nothing a re-run mistakes for finished
+    work. When ``folder`` does not exist the staging folder is renamed into place (one atomic
+    step); when it exists (other outputs of an earlier run) each staged file replaces its
+    namesake with ``os.replace``. A staging folder left by a killed job is hidden, named
+    ``.<folder>.partial-*``, and removed by :func:`remove_stale_staging` on the next run.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give the permissions mkdir would
+        if not folder.exists():
+            os.rename(staging, folder)
+        else:
+            for item in sorted(staging.iterdir()):
+                os.replace(item, folder / item.name)
+            staging.rmdir()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def remove_stale_staging(parent: str | os.PathLike, name: str) -> None:
+    """Remove the staging folders of ``name`` that a killed job left in ``parent`` (only ours: hidden, named for it)."""
+    for stale in Path(parent).glob(f".{name}.partial-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)

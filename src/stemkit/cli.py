@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from stemkit import __version__
-from stemkit.errors import StemkitError
+from stemkit.errors import StemkitError, StemkitWarning
+from stemkit.outputs import check_output_dir, check_output_file
+
+#: Suffixes that make ``synth --out`` a file; any other audio suffix is refused rather than made a folder.
+AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif", ".m4a")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,8 +56,12 @@ def _add_chorales(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     p.add_argument("--ensemble", default="string", help=f"one of {', '.join(ENSEMBLE_CHOICES)}")
-    p.add_argument("--num", type=int, default=None, help="number of tracks (default: every chorale of the split)")
-    p.add_argument("--split", default="train", help="train, valid, test or all")
+    p.add_argument("--num", type=int, default=None,
+                   help="tracks in the folder: the first N of the split in key order, counting those already there "
+                        "(default: every chorale of the split)")
+    p.add_argument("--split", default="train",
+                   help="train, valid, test, all, or excluded (the chorales left out of train/valid because they are "
+                        "variants of, or share a voice line with, a held-out chorale)")
     p.add_argument("--seconds", type=float, default=None, help="cut each track to this many seconds (default: whole chorale)")
     p.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz")
     p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont (default: system FluidR3_GM)")
@@ -115,6 +126,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from stemkit.evaluation import evaluate_dataset, format_table, write_json
 
+    if args.json:
+        check_output_file(args.json, "--json", (".json",))
+    _check_workers(args.workers)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
     result = evaluate_dataset(
         args.reference,
@@ -176,6 +190,9 @@ def _run_eval_synth(args: argparse.Namespace) -> int:
     from stemkit.evaluation import write_json
     from stemkit.synthesis.evaluation import evaluate_synthesis, format_table
 
+    if args.json:
+        check_output_file(args.json, "--json", (".json",))
+    _check_workers(args.workers)
     result = evaluate_synthesis(args.reference, args.generated, workers=args.workers, instrument=args.instrument,
                                 progress=not args.quiet)
     print(format_table(result))
@@ -247,7 +264,9 @@ def _load_base(args: argparse.Namespace, progress: bool):
 
 def _build_separator(args: argparse.Namespace, progress: bool):
     from stemkit.separation.progressive import ProgressiveSeparator
+    from stemkit.separation.schedules import check_schedule
 
+    check_schedule(args.schedule, args.steps)  # an invalid --schedule is an error even for one pass
     base = _load_base(args, progress=progress and args.steps == 1)
     if args.steps == 1 and not args.wiener:
         return base
@@ -259,6 +278,7 @@ def _run_separate(args: argparse.Namespace) -> int:
 
     shard = parse_shard(args.shard)
     inputs = collect_inputs(args.inputs)
+    check_output_dir(args.out)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
     separator = _build_separator(args, progress=not args.quiet)
     separator.check_targets(targets)
@@ -296,8 +316,10 @@ def _add_progressive_analysis(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_progressive_analysis(args: argparse.Namespace) -> int:
-    from stemkit.separation.analysis import format_summary, progressive_analysis
+    from stemkit.separation.analysis import check_analysis_options, format_summary, progressive_analysis
 
+    check_analysis_options(args.steps, args.tracks, args.seconds, args.offset)
+    check_output_dir(args.out)
     separator = _load_base(args, progress=False)
     schedules = [args.schedule] + [s.strip() for s in (args.compare or "").split(";") if s.strip()]
     summary = progressive_analysis(args.dataset, separator, args.out, args.steps, schedules, args.mode, args.wiener,
@@ -364,13 +386,17 @@ def _run_synth(args: argparse.Namespace) -> int:
     for raw in args.inputs:  # before loading the model: a typo should fail at once
         if not Path(raw).exists():
             raise StemkitError(f"input not found: {raw}")
+    single = args.out is not None and args.out.suffix.lower() in AUDIO_FILE_SUFFIXES
+    if single:
+        check_output_file(args.out, "--out", (".wav", ".flac"), overwrite=True)
+    elif args.out is not None:
+        check_output_dir(args.out)
     synth = Synthesizer(args.model or DEFAULT_SYNTH, device=args.device, steps=args.steps, sampler=args.sampler, cfg=args.cfg,
                         instrument=args.instrument, progress=not args.quiet)
     inputs = collect_midi(args.inputs, args.instrument or synth.model.config.instrument)
-    single = args.out is not None and args.out.suffix.lower() in (".wav", ".flac")
     if single and (len(inputs) != 1 or Path(args.inputs[0]).is_dir()):
         raise StemkitError(f"--out {args.out} is a file, but the inputs hold {len(inputs)} MIDI files: give a folder")
-    out = args.out or Path("synthesized") / synth.name
+    out = args.out or check_output_dir(Path("synthesized") / synth.name)
     report = synthesize_many(synth, inputs, out, format=args.format, seed=args.seed, overwrite=args.overwrite, shard=shard,
                              single_file=single, tracks=args.tracks.split(",") if args.tracks else None, progress=not args.quiet)
     where = out if single else f"{out}/"
@@ -393,6 +419,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="model name (also the output folder name of stemkit separate)")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder")
     p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="provenance to record (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export of the same name")
     p.set_defaults(func=_run_export)
 
 
@@ -406,6 +433,12 @@ def _run_export(args: argparse.Namespace) -> int:
         if not sep:
             raise StemkitError(f"--note must be KEY=VALUE, got {note!r}")
         provenance[key] = value
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        raise StemkitError(f"--name {args.name!r} must be a plain file name (no folders, not hidden)")
+    for suffix in (".safetensors", ".json"):
+        check_output_file(args.out / f"{args.name}{suffix}", "--out", overwrite=args.overwrite)
+    if not args.checkpoint.is_file():
+        raise StemkitError(f"checkpoint not found: {args.checkpoint}")
     if is_synthesis_checkpoint(args.checkpoint):
         path = export_synthesis_model(args.checkpoint, args.out / args.name, provenance)
         print(f"wrote {path} and {path.with_suffix('.json')}")
@@ -444,6 +477,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from stemkit.demo import run_demo
 
+    check_output_dir(args.out)
+    _check_workers(args.workers)
     summary = run_demo(args.out, num=args.num, seconds=args.seconds, ensemble=args.ensemble, workers=args.workers, soundfont=args.soundfont,
                        model=args.model, device=args.device, synth_model=args.synth_model)
     print(summary)
@@ -472,12 +507,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise StemkitError(f"--workers must be at least 1, got {workers}")
+
+
 def _missing(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one line each; other libraries' warnings as Python prints them."""
+    if issubclass(category, StemkitWarning):
+        print(f"stemkit: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _interrupt_on_sigterm(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.simplefilter("always", StemkitWarning)  # before any filter from PYTHONWARNINGS
+    warnings.showwarning = _show_warning
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # `kill` stops a job as Ctrl-C does: cleanly
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

@@ -8,3 +8,9 @@ and exits non-zero without a traceback; genuine bugs still raise ordinary except
 
 class StemkitError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+class StemkitWarning(UserWarning):
+    """Something the user should know that does not stop the job (e.g. clipped samples).
+
+    The CLI prints each as one line, ``stemkit: warning: ...``, whatever the Python warning filters."""

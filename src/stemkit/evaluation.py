@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
-
 
 from stemkit.atomic import atomic_output
 from stemkit.plotting import save_figure
-from stemkit.audio.io import load_audio
+from stemkit.audio.io import check_finite_file, load_audio
 from stemkit.data.reference import ReferenceTrack, open_reference_dataset
-from stemkit.errors import StemkitError
+from stemkit.errors import StemkitError, StemkitWarning
 from stemkit.metrics.separation import METRICS, aggregate, evaluate_track
 from stemkit.parallel import map_with_progress
 from stemkit.separation.oracles import ideal_ratio_mask, mixture_oracle
 
 ORACLES = ("mixture", "irm")
+#: Largest accepted length difference between an estimate and its reference, in reference samples.
+#: Resampling an estimate back to the reference rate can add or drop a sample or two; anything more
+#: is a truncated or misaligned file, and padding it with zeros would score an incomplete estimate.
+LENGTH_TOLERANCE_SAMPLES = 16
 
 
 def find_estimate(est_dir: Path, track: str, target: str) -> Path:
@@ -29,6 +33,21 @@ def find_estimate(est_dir: Path, track: str, target: str) -> Path:
         if candidate.is_file():
             return candidate
     raise StemkitError(f"missing estimate {est_dir / track / (target + '.wav')}: every track needs one file per target")
+
+
+def check_estimate(path: Path, track: ReferenceTrack, target: str) -> None:
+    """Refuse an estimate that cannot be scored fairly: non-finite samples, another channel count, or
+    a length more than :data:`LENGTH_TOLERANCE_SAMPLES` off the reference's."""
+    info = check_finite_file(path)
+    channels, frames = track.shape
+    if info.channels != channels:
+        raise StemkitError(f"{path} has {info.channels} channel(s) but the reference {track.name}/{target} has {channels}: "
+                           "estimates must have the reference's channels")
+    at_reference_rate = round(info.frames * track.sample_rate / info.sample_rate)
+    if abs(at_reference_rate - frames) > LENGTH_TOLERANCE_SAMPLES:
+        raise StemkitError(f"{path} lasts {info.seconds:.3f} s but the reference {track.name} lasts "
+                           f"{frames / track.sample_rate:.3f} s ({abs(at_reference_rate - frames)} samples apart, more than "
+                           f"{LENGTH_TOLERANCE_SAMPLES}): an estimate must cover the whole track")
 
 
 def _score_track(args: tuple) -> tuple[str, dict]:
@@ -75,10 +94,17 @@ def evaluate_dataset(
     if est_dir is not None:
         for track in tracks:  # fail before hours of work, not after
             for t in targets:
-                find_estimate(est_dir, track.name, t)
+                check_estimate(find_estimate(est_dir, track.name, t), track, t)
     jobs = [(track, targets, est_dir, oracle, keep_frames) for track in tracks]
     per_track = dict(map_with_progress(_score_track, jobs, workers, desc="evaluating", unit="track", progress=progress))
     per_target, average = aggregate({k: {t: {m: v[m] for m in METRICS} for t, v in s.items()} for k, s in per_track.items()})
+    undefined = undefined_results(per_track)
+    if undefined:
+        first = undefined[0]
+        warnings.warn(f"{len(undefined)} of {len(per_track) * len(targets)} track × target results have undefined (NaN) "
+                      f"metrics and are left out of the averages, e.g. {first['track']}/{first['target']}: "
+                      f"{', '.join(first['metrics'])} (a silent reference, or a perfect estimate, has no finite SDR); "
+                      f"the JSON lists them under 'undefined'", StemkitWarning, stacklevel=2)
     return {
         "reference": str(reference),
         "method": f"oracle:{oracle}" if oracle else str(est_dir),
@@ -94,7 +120,19 @@ def evaluate_dataset(
         "tracks": per_track,
         "per_target": per_target,
         "average": average,
+        "undefined": undefined,
     }
+
+
+def undefined_results(per_track: dict[str, dict[str, dict]]) -> list[dict]:
+    """Every track × target with NaN metrics (left out of the medians and means), so none goes unseen."""
+    found = []
+    for track, scores in per_track.items():
+        for target, values in scores.items():
+            bad = [m for m in METRICS if not math.isfinite(values[m])]
+            if bad:
+                found.append({"track": track, "target": target, "metrics": bad})
+    return found
 
 
 def format_table(results: dict[str, dict], metric: str = "cSDR") -> str:

@@ -69,8 +69,10 @@ def read_model_files(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         meta = json.loads(meta_path.read_text())
         state = load_file(str(weights_path))
-    except (ValueError, OSError, json.JSONDecodeError) as exc:
-        raise StemkitError(f"cannot read model files {path}: {exc}") from None
+    except Exception as exc:  # json and safetensors raise their own types for damaged or foreign files
+        raise StemkitError(f"cannot read model files {path}: {_first_line(exc)} (is it a stemkit export, complete and undamaged?)") from None
+    if not isinstance(meta, dict):
+        raise StemkitError(f"cannot read model files {path}: {meta_path.name} is not a JSON object")
     meta.setdefault("name", weights_path.stem)
     return state, meta
 
@@ -80,4 +82,10 @@ def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for foreign files
-        raise StemkitError(f"cannot load Lightning checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        reason = "it is not a checkpoint written by stemkit fit, or it is damaged" if "Weights only load failed" in str(exc) else _first_line(exc)
+        raise StemkitError(f"cannot load Lightning checkpoint {path}: {reason}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

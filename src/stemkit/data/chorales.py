@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from stemkit.data.ensembles import PARTS
+from stemkit.data.split_leaks import excluded_keys
 from stemkit.midi.notes import Note
 
 SPLITS = ("train", "valid", "test")
+EXCLUDED = "excluded"  #: split of a chorale left out of train/valid because it leaks a test/valid one
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")  # .rntxt files are harmonic analyses, not scores
 
 
@@ -25,10 +27,11 @@ SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")  # .rntxt files are harmo
 class ChoraleSource:
     key: str  #: the corpus file's stem, e.g. ``bwv269``
     path: Path
-    index: int  #: position in the sorted list of all chorales; stable track numbering
+    index: int  #: position in the sorted list of all chorales (excluded ones too); stable track numbering
 
     @property
     def split(self) -> str:
+        """``train``, ``valid``, ``test`` or ``excluded`` (see :func:`split_of`); recorded in track metadata."""
         return split_of(self.key)
 
 
@@ -42,8 +45,8 @@ class ScoreNote:
     fermata: bool
 
 
-def split_of(key: str) -> str:
-    """Deterministic split by chorale: sha1(key) mod 10 → 0 test, 1 valid, 2–9 train.
+def hash_split(key: str) -> str:
+    """The split a key hashes to: sha1(key) mod 10 → 0 test, 1 valid, 2–9 train.
 
     Hashing the key (not shuffling with a seed) means everyone everywhere gets the same test set,
     whatever subset of the corpus their music21 version ships.
@@ -52,8 +55,26 @@ def split_of(key: str) -> str:
     return "test" if bucket == 0 else "valid" if bucket == 1 else "train"
 
 
+def split_of(key: str) -> str:
+    """The split of a chorale: its :func:`hash_split`, or ``excluded`` for a valid or train chorale
+    that is a variant of, or shares a voice line with, a test chorale (or, for train, a valid one).
+
+    Test is always exactly the hash rule. Exclusion keeps near-copies of held-out chorales out of
+    training and validation; the list is precomputed in ``split_leaks.json`` (see
+    :mod:`stemkit.data.split_leaks`), because finding shared lines means parsing every score.
+    """
+    split = hash_split(key)
+    if split != "test" and key in excluded_keys():
+        return EXCLUDED
+    return split
+
+
 def chorale_sources() -> list[ChoraleSource]:
-    """Every Bach score in music21's corpus, one per key (MusicXML preferred), sorted by key."""
+    """Every Bach score in music21's corpus, one per key (MusicXML preferred), sorted by key.
+
+    Excluded chorales are listed too, so ``index`` (and so track folder names) does not depend on
+    the exclusion list.
+    """
     from music21 import corpus
 
     by_key: dict[str, Path] = {}
@@ -72,7 +93,12 @@ def _preference(path: Path) -> int:
 
 
 def select_sources(split: str, sources: list[ChoraleSource] | None = None) -> list[ChoraleSource]:
-    """The chorales of ``split`` (or all of them for ``all``), in key order."""
+    """The chorales of ``split`` (``train``, ``valid``, ``test`` or ``excluded``), in key order.
+
+    ``all`` gives every chorale of the corpus, excluded ones included: it already mixes test with
+    train, so it is no clean training set anyway, and each track's metadata records its ``split``
+    (``excluded`` for those) for anyone who wants to filter.
+    """
     sources = chorale_sources() if sources is None else sources
     return [s for s in sources if split == "all" or s.split == split]
 

@@ -8,11 +8,12 @@ removed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from stemkit.data.layout import track_dir_name
 from stemkit.data.render import FluidSynthRenderer, check_soundfont, default_soundfont, import_fluidsynth
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import MidiTrack, write_midi
+from stemkit.outputs import check_output_dir
+from stemkit.parallel import worker_pool
 
 TARGET_LUFS = -13.0  #: per-stem loudness, as CocoChorales
 TARGET_PEAK_DB = -1.0  #: the mix's peak after the overall gain
@@ -75,8 +78,8 @@ def validate(config: GenerateConfig) -> GenerateConfig:
     """Check everything a user can get wrong before any work starts, each with a one-line fix."""
     if config.ensemble not in ENSEMBLE_CHOICES:
         raise StemkitError(f"unknown ensemble {config.ensemble!r}: choose one of {', '.join(ENSEMBLE_CHOICES)}")
-    if config.split not in ("train", "valid", "test", "all"):
-        raise StemkitError(f"unknown split {config.split!r}: choose train, valid, test or all")
+    if config.split not in ("train", "valid", "test", "all", "excluded"):
+        raise StemkitError(f"unknown split {config.split!r}: choose train, valid, test, all or excluded")
     if config.num is not None and config.num < 1:
         raise StemkitError("--num must be at least 1")
     if config.seconds is not None and config.seconds <= 0:
@@ -89,17 +92,8 @@ def validate(config: GenerateConfig) -> GenerateConfig:
         raise StemkitError(f"--renditions must be between 1 and {RENDITIONS_STRIDE - 1}")
     import_fluidsynth()
     config.soundfont = check_soundfont(config.soundfont) if config.soundfont else default_soundfont()
-    _check_writable(config.out)
+    check_output_dir(config.out)
     return config
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".stemkit-write-test-", delete=True)
-        probe.close()
-    except OSError as exc:
-        raise StemkitError(f"cannot write to {out}: {exc.strerror or exc} (choose another --out)") from None
 
 
 def plan_jobs(config: GenerateConfig) -> list[TrackJob]:
@@ -123,46 +117,44 @@ def plan_jobs(config: GenerateConfig) -> list[TrackJob]:
 
 
 def generate(config: GenerateConfig) -> GenerateReport:
-    """Make the dataset described by ``config``; the Python API behind ``stemkit data chorales``."""
+    """Make the dataset described by ``config``; the Python API behind ``stemkit data chorales``.
+
+    ``num`` counts tracks *in the folder*: the tracks of this plan already there count first, and
+    the rest are made in plan order. A folder left by an interrupted run is always part of the
+    same first-N set, so a re-run completes exactly the dataset an uninterrupted run makes; and
+    since every track is a pure function of (chorale, rendition, seed, settings), its bytes do not
+    depend on the worker count or the history either.
+    """
     config = validate(config)
     jobs = plan_jobs(config)
     for job in jobs:
         _remove_stale_partials(config.out, job.name)
+    present = [job.name for job in jobs if _is_complete(config.out, job.name)]
     wanted = config.num if config.num is not None else len(jobs)
+    skipped = present[:wanted]
+    pending = iter([job for job in jobs if job.name not in set(present)])
     started = time.perf_counter()
     written: list[str] = []
-    skipped: list[str] = []
     not_satb: list[str] = []
     audio_seconds = 0.0
-    pending = iter(jobs)
-    bar = tqdm(total=wanted, desc="chorales", unit="track", disable=not config.progress)
-    executor = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
+    bar = tqdm(total=wanted, initial=len(skipped), desc="chorales", unit="track", disable=not config.progress)
+    pool = worker_pool(config.workers) if config.workers > 1 else nullcontext()
     try:
-        while len(written) + len(skipped) < wanted:
-            batch = []
-            for job in pending:
-                if (config.out / job.name / "metadata.yaml").is_file():
-                    skipped.append(job.name)
-                    bar.update(1)
-                    if len(written) + len(skipped) >= wanted:
-                        break
-                    continue
-                batch.append(job)
-                if len(batch) >= wanted - len(written) - len(skipped):
+        with pool as workers:
+            while len(written) + len(skipped) < wanted:
+                # exactly as many as are still missing; a score that is not a chorale frees its slot
+                batch = list(itertools.islice(pending, wanted - len(written) - len(skipped)))
+                if not batch:
                     break
-            if not batch:
-                break
-            results = executor.map(build_track, batch) if executor else map(build_track, batch)
-            for job, seconds in zip(batch, results):
-                if seconds is None:
-                    not_satb.append(job.source.key)
-                else:
-                    written.append(job.name)
-                    audio_seconds += seconds
-                    bar.update(1)
+                results = workers.imap(build_track, batch) if workers is not None else map(build_track, batch)
+                for job, seconds in zip(batch, results):
+                    if seconds is None:
+                        not_satb.append(job.source.key)
+                    else:
+                        written.append(job.name)
+                        audio_seconds += seconds
+                        bar.update(1)
     finally:
-        if executor:
-            executor.shutdown(cancel_futures=True)
         bar.close()
     if config.num is not None and len(written) + len(skipped) < wanted:
         raise StemkitError(
@@ -170,6 +162,11 @@ def generate(config: GenerateConfig) -> GenerateReport:
             f"{len(not_satb)} scores of the {config.split} split are not four-voice chorales; lower --num"
         )
     return GenerateReport(written, skipped, not_satb, audio_seconds, time.perf_counter() - started)
+
+
+def _is_complete(out: Path, name: str) -> bool:
+    """A track is complete once its folder holds metadata.yaml (written last, then renamed into place)."""
+    return (out / name / "metadata.yaml").is_file()
 
 
 _RENDERERS: dict[tuple[str, int], FluidSynthRenderer] = {}

@@ -50,6 +50,11 @@ class MusdbTrack:
     def targets(self) -> list[str]:
         return list(MUSDB_STEMS)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(channels, samples)``: MUSDB is stereo; the length comes from the file's header."""
+        return 2, int(round(float(self._track.duration) * self.sample_rate))
+
     def load_mix(self) -> torch.Tensor:
         return _tensor(self._track.audio)
 

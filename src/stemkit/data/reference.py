@@ -28,6 +28,11 @@ class ReferenceTrack(Protocol):
     @property
     def targets(self) -> list[str]: ...
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(channels, samples)`` of the mixture, read without decoding it."""
+        ...
+
     def load_mix(self) -> torch.Tensor: ...
 
     def load_target(self, target: str) -> torch.Tensor: ...
@@ -48,6 +53,11 @@ class ChoraleReference:
     @property
     def targets(self) -> list[str]:
         return self.track.targets
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        info = audio_info(self.track.mix)
+        return info.channels, info.frames
 
     def load_mix(self) -> torch.Tensor:
         return load_audio(self.track.mix)[0]

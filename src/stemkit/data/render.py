@@ -1,8 +1,11 @@
 """Render note lists to audio with FluidSynth (through pyfluidsynth) and a General MIDI soundfont.
 
-One synthesizer is kept per process and reused for every stem: loading a 140 MB soundfont costs far
-more than rendering a chorale voice. Reverb and chorus are off, so a stem is exactly the instrument
-and stems rendered alone add up to the ensemble.
+Every stem is rendered by a synthesizer made for it alone. A reused FluidSynth instance is not
+stateless (``system_reset`` and ``all_sounds_off`` leave state behind: the same notes rendered twice
+on one instance differ by up to 0.4 of full scale), so reuse made a track depend on which tracks the
+same process rendered before it: on the worker count and the resume history. A fresh instance costs
+about 0.1 s (FluidSynth shares the loaded samples between instances). Reverb and chorus are off, so
+a stem is exactly the instrument and stems rendered alone add up to the ensemble.
 """
 
 from __future__ import annotations
@@ -65,17 +68,24 @@ class FluidSynthRenderer:
     """Renders one monophonic-or-not voice at a time to mono float32 audio."""
 
     def __init__(self, soundfont: str | os.PathLike, sample_rate: int) -> None:
-        fluidsynth = import_fluidsynth()
+        import_fluidsynth()
         self.sample_rate = int(sample_rate)
         self.soundfont = Path(soundfont)
-        self._synth = fluidsynth.Synth(
+        self._new_synth()[0].delete()  # fail here, before any work, if the soundfont does not load
+
+    def _new_synth(self) -> tuple:
+        """A fresh FluidSynth instance with the soundfont loaded, and the soundfont's id in it."""
+        fluidsynth = import_fluidsynth()
+        synth = fluidsynth.Synth(
             gain=3.0,  # FluidSynth renders quietly; more gain keeps 16-bit output well above its noise floor
-            samplerate=float(sample_rate),
+            samplerate=float(self.sample_rate),
             **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1},
         )
-        self._sfid = self._synth.sfload(str(self.soundfont))
-        if self._sfid < 0:
+        sfid = synth.sfload(str(self.soundfont))
+        if sfid < 0:
+            synth.delete()
             raise StemkitError(f"FluidSynth could not load the soundfont {self.soundfont}: is it a valid .sf2/.sf3?")
+        return synth, sfid
 
     def render(self, notes: list[Note], program: int, num_samples: int | None = None) -> np.ndarray:
         """Mono float32 audio of ``notes`` played by GM ``program``.
@@ -83,9 +93,14 @@ class FluidSynthRenderer:
         Length: ``num_samples`` when given (notes past it are cut off with the audio), else the last
         note-off plus a short release.
         """
-        synth = self._synth
-        synth.system_reset()
-        synth.program_select(0, self._sfid, 0, int(program))
+        synth, sfid = self._new_synth()
+        try:
+            return self._render_on(synth, sfid, notes, program, num_samples)
+        finally:
+            synth.delete()
+
+    def _render_on(self, synth, sfid: int, notes: list[Note], program: int, num_samples: int | None) -> np.ndarray:
+        synth.program_select(0, sfid, 0, int(program))
         events = []
         for note in notes:
             on = int(round(note.start * self.sample_rate))
@@ -110,6 +125,5 @@ class FluidSynthRenderer:
                 synth.noteoff(0, int(pitch))
         if num_samples > cursor:
             chunks.append(synth.get_samples(num_samples - cursor))
-        synth.all_sounds_off(0)
         stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) if chunks else np.zeros((0, 2), np.float32)
         return (stereo.mean(axis=1) / 32768.0).astype(np.float32)

@@ -104,18 +104,24 @@ def evaluate_track(
         est = est[:length]
         ests.append(np.pad(est, ((0, length - est.shape[0]), (0, 0))))
     ests = np.stack(ests)
-    frames = bss_eval_frames(refs, ests, sample_rate)
+    # A reference that is silent throughout has no SDR of any kind (museval refuses it outright), so
+    # it is left out of the joint evaluation and gets NaN, which the drivers report as undefined.
+    sounding = [i for i in range(len(targets)) if np.any(refs[i])]
+    frames = bss_eval_frames(refs[sounding], ests[sounding], sample_rate) if sounding else {}
     result: dict[str, dict] = {}
     for i, target in enumerate(targets):
-        entry: dict = {}
-        for name, key in FRAME_METRICS.items():
-            values = frames[key][i]
-            entry[name] = float(np.nanmedian(values)) if np.any(np.isfinite(values)) else float("nan")
-        entry["uSDR"] = usdr(refs[i], ests[i])
-        entry["SI-SDR"] = si_sdr(refs[i], ests[i])
+        entry: dict = {m: float("nan") for m in METRICS}
+        if i in sounding:
+            row = sounding.index(i)
+            for name, key in FRAME_METRICS.items():
+                values = frames[key][row]
+                entry[name] = float(np.nanmedian(values)) if np.any(np.isfinite(values)) else float("nan")
+            entry["uSDR"] = usdr(refs[i], ests[i])
+            entry["SI-SDR"] = si_sdr(refs[i], ests[i])
         result[target] = {m: entry[m] for m in METRICS}
         if keep_frames:
-            result[target]["frames"] = {key: [float(v) for v in frames[key][i]] for key in ("SDR", "SIR", "SAR", "ISR")}
+            result[target]["frames"] = {key: [float(v) for v in frames[key][sounding.index(i)]] if i in sounding else []
+                                        for key in ("SDR", "SIR", "SAR", "ISR")}
     return result
 
 

@@ -35,6 +35,18 @@ COLUMNS = ["method", "step", "beta", "track", "target", "cSDR", "SI-SDR", "uSDR"
 PLOTTED = ("cSDR", "SI-SDR")
 
 
+def check_analysis_options(steps: int, max_tracks: int | None, seconds: float | None, offset: float) -> None:
+    """Refuse options that would analyse nothing (or forever) before any model is loaded."""
+    if steps < 2:
+        raise StemkitError("the analysis needs --steps of at least 2")
+    if max_tracks is not None and max_tracks < 1:
+        raise StemkitError(f"--tracks must be at least 1, got {max_tracks}")
+    if seconds is not None and not seconds > 0:
+        raise StemkitError(f"--seconds must be positive, got {seconds}")
+    if not offset >= 0:
+        raise StemkitError(f"--offset must be 0 or more, got {offset}")
+
+
 def progressive_analysis(
     dataset: str | Path,
     separator,
@@ -51,13 +63,12 @@ def progressive_analysis(
 ) -> dict:
     """Run the analysis; returns ``summary`` (``{method: {step: {metric: average}}}`` plus settings)."""
     schedules = schedules or ["linear"]
-    if steps < 2:
-        raise StemkitError("the analysis needs --steps of at least 2")
+    check_analysis_options(steps, max_tracks, seconds, offset)
     runs = {f"progressive:{s}": ProgressiveSeparator(separator, steps, s, mode, wiener) for s in schedules}
     fixed = [s for s in schedules if parse_schedule(s)[0] != "adaptive"]
     oracle_betas = beta_schedule(fixed[0] if fixed else "linear", steps)
     tracks = open_reference_dataset(dataset)
-    if max_tracks:
+    if max_tracks is not None:
         tracks = tracks[:max_tracks]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from stemkit.atomic import atomic_folder, remove_stale_staging
 from stemkit.audio.io import load_audio, save_audio
 from stemkit.errors import StemkitError
 
@@ -66,25 +67,29 @@ class FileSeparator:
         residual: bool = False,
         overwrite: bool = False,
     ) -> list[Path]:
-        """Separate one file into ``folder/<target>.<format>``; returns the written paths.
+        """Separate one file into ``folder/<target>.<format>``; returns the paths written.
 
-        Nothing is written if any output exists and ``overwrite`` is false, so a rerun never leaves a
-        half-replaced set of stems. ``residual`` adds ``residual`` = mix − Σ targets.
+        The outputs of a file are one unit: they are written into a hidden staging folder and
+        appear together (see :func:`stemkit.atomic.atomic_folder`), so a killed job never leaves
+        some of them. Outputs that exist are kept unless ``overwrite``; only the missing ones are
+        written, so a re-run completes what an earlier run (or one with other ``targets``) left.
+        ``residual`` adds ``residual`` = mix − Σ targets.
         """
         outputs = self.output_paths(folder, targets, format, residual)
-        existing = [p for p in outputs if p.exists()]
-        if existing and not overwrite:
-            raise StemkitError(f"{existing[0]} exists: pass --overwrite to replace it")
+        todo = outputs if overwrite else [p for p in outputs if not p.exists()]
+        if not todo:
+            return []
         mix, rate = load_audio(path)
         if mix.shape[-1] == 0:
             raise StemkitError(f"{path} contains no audio")
         stems = self.separate(mix, rate, self.check_targets(targets))
         if residual:
             stems["residual"] = mix - sum(stems.values())
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        for out in outputs:
-            save_audio(out, stems[out.stem], rate, overwrite=True)
-        return outputs
+        remove_stale_staging(Path(folder).parent, Path(folder).name)
+        with atomic_folder(folder) as staging:
+            for out in todo:
+                save_audio(staging / out.name, stems[out.stem], rate, label=str(out))
+        return todo
 
     def output_paths(self, folder: str | Path, targets: list[str] | None = None, format: str = "wav", residual: bool = False) -> list[Path]:
         """Where :meth:`separate_file` writes: one file per target (and the residual)."""

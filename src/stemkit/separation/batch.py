@@ -12,7 +12,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from stemkit.audio.io import check_finite_file
 from stemkit.errors import StemkitError
+from stemkit.outputs import check_output_dir
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".opus"}
 
@@ -76,19 +78,25 @@ def separate_many(
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
 ) -> BatchReport:
-    """Separate this shard's inputs; inputs whose outputs all exist are skipped unless ``overwrite``."""
+    """Separate this shard's inputs; inputs whose outputs all exist are skipped unless ``overwrite``.
+
+    Everything that can be checked is checked before the first separation: the output folder is
+    writable, and every input is readable and holds only finite samples. An input with some of its
+    outputs (a run with other targets) gets the missing ones; an input's outputs appear together.
+    """
     report = BatchReport()
     index, count = shard
     mine = inputs[index::count]
-    root = Path(out_dir) / separator.name
+    check_output_dir(out_dir)
+    root = check_output_dir(Path(out_dir) / separator.name)
+    for audio, name in mine:
+        check_finite_file(audio)
+        if (root / name).exists() and not (root / name).is_dir():
+            raise StemkitError(f"{root / name} is a file where the outputs of {audio} go: move it away")
     for audio, name in tqdm(mine, desc="files", unit="file", disable=not progress or len(mine) < 2):
-        folder = root / name
-        outputs = separator.output_paths(folder, targets, format, residual)
-        present = [p.exists() for p in outputs]
-        if all(present) and not overwrite:
+        written = separator.separate_file(audio, root / name, targets, format, residual, overwrite=overwrite)
+        if written:
+            report.written.extend(written)
+        else:
             report.skipped.append(name)
-            continue
-        if any(present) and not overwrite:
-            raise StemkitError(f"{folder} holds some of the outputs already: pass --overwrite to replace them")
-        report.written.extend(separator.separate_file(audio, folder, targets, format, residual, overwrite=True))
     return report

@@ -31,7 +31,7 @@ import torch
 from stemkit.audio.spectral import istft, stft
 from stemkit.errors import StemkitError
 from stemkit.separation.base import FileSeparator
-from stemkit.separation.schedules import beta_schedule, parse_schedule
+from stemkit.separation.schedules import beta_schedule, check_schedule, parse_schedule
 
 MODES = ("add-to-mixture", "remix-all")
 
@@ -114,11 +114,7 @@ class ProgressiveSeparator(FileSeparator):
     ) -> None:
         if mode not in MODES:
             raise StemkitError(f"unknown mode {mode!r}: use {' or '.join(MODES)}")
-        kind, _, _ = parse_schedule(schedule)
-        if kind != "adaptive":
-            beta_schedule(schedule, steps)  # validates steps and custom lengths now, not mid-file
-        elif steps < 1:
-            raise StemkitError(f"steps must be at least 1, got {steps}")
+        check_schedule(schedule, steps)  # validates steps and custom lengths now, not mid-file
         self.base = separator
         self.steps, self.schedule, self.mode = steps, schedule, mode
         self.wiener, self.wiener_iterations = wiener, wiener_iterations

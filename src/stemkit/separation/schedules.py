@@ -86,3 +86,15 @@ def beta_schedule(spec: str, steps: int) -> list[float]:
         return [1.0 - (1.0 + (n / (steps - 1)) * (floor - 1.0)) ** rho for n in range(steps)]
     constant = 0.5 if parameter is None else parameter
     return [0.0] + [constant] * (steps - 1)
+
+
+#: Most progressive steps accepted: each step is a full separation, and past this the cost is a mistake.
+MAX_STEPS = 64
+
+
+def check_schedule(spec: str, steps: int) -> None:
+    """Validate ``--schedule`` with ``--steps`` up front, whatever the step count (even one pass)."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise StemkitError(f"--steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if parse_schedule(spec)[0] != "adaptive":
+        beta_schedule(spec, steps)

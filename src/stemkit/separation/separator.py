@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from stemkit.audio.chunking import overlap_add
+from stemkit.audio.io import check_finite
 from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
 from stemkit.separation.base import FileSeparator
@@ -20,6 +21,9 @@ from stemkit.separation.checkpoints import load_model
 from stemkit.separation.lasaft import LaSAFT
 
 DEFAULT_MODEL = "lasaft-chorales-string-remix"
+#: Shortest window accepted. Shorter windows are all overlap and padding: 1 ms windows took an hour
+#: for a 2-second file. A quarter second still holds several STFT frames of every model here.
+MIN_SEGMENT_SECONDS = 0.25
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -107,8 +111,8 @@ class WindowedSeparator(FileSeparator):
             raise StemkitError(f"overlap must be in [0, 1), got {overlap}")
         if batch_size < 1:
             raise StemkitError(f"batch size must be at least 1, got {batch_size}")
-        if segment is not None and segment <= 0:
-            raise StemkitError(f"segment must be positive seconds, got {segment}")
+        if segment is not None and not segment >= MIN_SEGMENT_SECONDS:
+            raise StemkitError(f"--segment must be at least {MIN_SEGMENT_SECONDS} s, got {segment}")
         self.device = pick_device(device)
         self.overlap, self.batch_size, self.progress = overlap, batch_size, progress
         self.segment_seconds = segment
@@ -134,6 +138,7 @@ class WindowedSeparator(FileSeparator):
             raise StemkitError(f"{self.name} is conditioned on a target name, not on a query clip")
         if mix.dim() != 2:
             raise StemkitError(f"expected audio [channels, samples], got shape {tuple(mix.shape)}")
+        check_finite(mix, "the mixture", sample_rate)
         chosen = self.check_targets(targets)
         audio = mix.float()
         if sample_rate != self.sample_rate:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stemkit.audio.io import audio_info, load_audio
+from stemkit.audio.io import check_finite_file, load_audio
 from stemkit.data.monophonic import AUDIO_SUFFIXES
 from stemkit.data.layout import is_dataset, list_stem_files
 from stemkit.errors import StemkitError
@@ -107,7 +107,7 @@ def pair_items(items: list[SynthItem], generated: str | Path) -> list[tuple[Synt
 
 
 def _check_length(reference: Path, generated: Path) -> None:
-    ref, gen = audio_info(reference), audio_info(generated)
+    ref, gen = check_finite_file(reference), check_finite_file(generated)
     if ref.frames == 0:
         raise StemkitError(f"reference {reference} is empty")
     if abs(gen.seconds - ref.seconds) > LENGTH_TOLERANCE * ref.seconds:
@@ -153,7 +153,7 @@ def evaluate_synthesis(
     """
     items = reference_items(reference, instrument)
     pairs = pair_items(items, generated)
-    scores = dict(map_with_progress(score_item, pairs, workers, desc="scoring", unit="item", progress=progress, spawn=True))
+    scores = dict(map_with_progress(score_item, pairs, workers, desc="scoring", unit="item", progress=progress))
     return {
         "reference": str(reference),
         "generated": str(generated),

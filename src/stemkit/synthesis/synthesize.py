@@ -50,6 +50,8 @@ class Synthesizer:
             raise StemkitError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if steps < 1:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
+        if not cfg >= 0:
+            raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
         self.model, self.meta = load_synth(model)
         self.model.to(pick_device(device))
         if instrument is not None and instrument != self.model.config.instrument:
