@@ -45,7 +45,7 @@ def test_separate_with_steps_writes_a_progressive_folder(remix_model, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--steps", "3", "--schedule", "spiral"], "unknown schedule"),
     (["--steps", "3", "--schedule", "0,0.5"], "custom schedule has 2 values"),
-    (["--steps", "0"], "steps must be at least 1"),
+    (["--steps", "0"], "--steps must be between 1 and 64"),
     (["--model-config", "nothing.yaml"], "file not found"),
 ])
 def test_bad_progressive_options_are_one_line_errors(remix_model, tmp_path, args, message):

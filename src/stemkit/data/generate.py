@@ -9,9 +9,6 @@ removed.
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,6 +18,7 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from stemkit.atomic import atomic_folder, remove_stale_staging
 from stemkit.audio.io import save_audio
 from stemkit.audio.loudness import normalize_loudness
 from stemkit.data.chorales import ChoraleSource, ScoreNote, extract_satb, perform, select_sources, track_seed
@@ -128,7 +126,7 @@ def generate(config: GenerateConfig) -> GenerateReport:
     config = validate(config)
     jobs = plan_jobs(config)
     for job in jobs:
-        _remove_stale_partials(config.out, job.name)
+        remove_stale_staging(config.out, job.name)
     present = [job.name for job in jobs if _is_complete(config.out, job.name)]
     wanted = config.num if config.num is not None else len(jobs)
     skipped = present[:wanted]
@@ -223,8 +221,7 @@ def build_track(job: TrackJob) -> float | None:
     final = config.out / job.name
     if final.exists():
         raise StemkitError(f"{final} exists but has no metadata.yaml; it was not made by stemkit: move it away and re-run")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}.partial-", dir=config.out))
-    try:
+    with atomic_folder(final) as tmp:  # the track appears whole or not at all
         stem_names = [f"{i}_{inst.name}" for i, inst in enumerate(instruments)]
         midi_tracks = [
             MidiTrack(name, inst.program, notes) for name, inst, notes in zip(stem_names, instruments, performance.voices)
@@ -257,15 +254,4 @@ def build_track(job: TrackJob) -> float | None:
         }
         # metadata.yaml is written last: its presence marks a complete track.
         (tmp / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return num_samples / sr
-
-
-def _remove_stale_partials(out: Path, name: str) -> None:
-    """Remove this track's temporary folders left by a crashed run (only ours: hidden, named for it)."""
-    for stale in out.glob(f".{name}.partial-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)

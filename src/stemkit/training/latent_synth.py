@@ -31,6 +31,7 @@ from stemkit.data.monophonic import MonophonicCropDataset, find_monophonic
 from stemkit.errors import StemkitError
 from stemkit.synthesis.conditioning import EnvelopeModel, condition_tensor, fit_envelope_model
 from stemkit.synthesis.latent_synth import LatentSynth, LatentSynthConfig, note_range
+from stemkit.training.monophonic_data import require_valid_dir, warn_if_shared
 from stemkit.training.schedules import warmup_cosine
 
 
@@ -53,7 +54,8 @@ class LatentDataModule(L.LightningDataModule):
     """Random sub-crops of cached VAE latents with their condition curves.
 
     Args:
-        train_dir, valid_dir, instrument: the monophonic data (see :class:`MonophonicDataModule`).
+        train_dir, valid_dir, instrument: the monophonic data (see :class:`MonophonicDataModule`;
+            ``valid_dir`` is required there too: validation never falls back to the training data).
         vae: the VAE whose latents are learned (a VAE ``.ckpt`` from ``stemkit fit``, or an exported
             ``.safetensors``); must be the system's ``vae``.
         cache_dir: where encoded crops are kept.
@@ -66,7 +68,7 @@ class LatentDataModule(L.LightningDataModule):
     def __init__(
         self,
         train_dir: str = "data/strings/train",
-        valid_dir: str = "data/strings/valid",
+        valid_dir: str | None = "data/strings/valid",
         instrument: str | None = "violin",
         vae: str = "runs/violin-vae-small/checkpoints/last.ckpt",
         cache_dir: str = "runs/latent-cache",
@@ -107,7 +109,7 @@ class LatentDataModule(L.LightningDataModule):
     def _plans(self) -> list[tuple[str, str, int, int, bool]]:
         hp = self.hparams
         return [("train", hp.train_dir, hp.cache_crops, hp.cache_frames, False),
-                ("valid", hp.valid_dir or hp.train_dir, hp.valid_crops, hp.segment_frames, True)]
+                ("valid", require_valid_dir(hp.train_dir, hp.valid_dir), hp.valid_crops, hp.segment_frames, True)]
 
     def prepare_data(self) -> None:
         """Encode the crops that are not cached yet (rank 0 only under DDP)."""
@@ -126,7 +128,9 @@ class LatentDataModule(L.LightningDataModule):
             encode_crops(vae, dataset, self._cache_path(split, folder, crops, frames), keep_audio)
 
     def setup(self, stage: str | None = None) -> None:
-        for split, folder, crops, frames, _ in self._plans():
+        plans = self._plans()
+        warn_if_shared(self._items(plans[0][1]), self._items(plans[1][1]))
+        for split, folder, crops, frames, _ in plans:
             path = self._cache_path(split, folder, crops, frames)
             setattr(self, f"{split}_data", load_file(str(path)))
             with safe_open(str(path), "pt") as handle:

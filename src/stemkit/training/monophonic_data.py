@@ -1,7 +1,9 @@
 """Lightning data module for the synthesizers: random crops of monophonic recordings.
 
 Validation uses fixed crops of the valid split, so the logged reconstruction and synthesis figures
-are comparable from one validation to the next.
+are comparable from one validation to the next. The valid split must be named (``valid_dir``): there
+is no fallback to the training recordings, whose scores would reward overfitting without saying so
+(the same rule as :mod:`stemkit.training.data`); naming the training folder on purpose is warned about.
 """
 
 from __future__ import annotations
@@ -10,13 +12,31 @@ import lightning as L
 import torch
 
 from stemkit.data.monophonic import MonophonicCropDataset, MonophonicItem, find_monophonic
+from stemkit.errors import StemkitError
+from stemkit.training.data import check_disjoint
+
+
+def require_valid_dir(train_dir: str, valid_dir: str | None) -> str:
+    """``valid_dir``, or a one-line error that says how to get one (never ``train_dir`` in its place)."""
+    if not valid_dir:
+        raise StemkitError(
+            f"data.valid_dir is not set: make a valid split with `stemkit data chorales --split valid --out DIR` and pass "
+            f"--data.valid_dir DIR (or pass {train_dir} to validate on training recordings on purpose)"
+        )
+    return valid_dir
+
+
+def warn_if_shared(train: list[MonophonicItem], valid: list[MonophonicItem]) -> None:
+    """Log a warning when the (explicitly named) validation recordings are training recordings."""
+    check_disjoint({i.path.resolve() for i in train}, [i.path.resolve() for i in valid], explicit=True, what="recordings")
 
 
 class MonophonicDataModule(L.LightningDataModule):
     """Crops of one instrument's monophonic recordings (chorale stems or a folder of audio files).
 
     Args:
-        train_dir, valid_dir: chorale datasets (CocoChorales layout) or folders of mono audio files.
+        train_dir, valid_dir: chorale datasets (CocoChorales layout) or folders of mono audio files;
+            ``valid_dir`` is required (``None`` is an error, see the module docstring).
         instrument: which stems of a chorale dataset (ignored for plain folders).
         hop: samples per latent frame; crops start on multiples of it (the VAE's ``prod(strides)``).
         segment_frames: crop length in frames (``segment_frames · hop`` samples).
@@ -28,7 +48,7 @@ class MonophonicDataModule(L.LightningDataModule):
     def __init__(
         self,
         train_dir: str = "data/strings/train",
-        valid_dir: str = "data/strings/valid",
+        valid_dir: str | None = "data/strings/valid",
         instrument: str | None = "violin",
         hop: int = 256,
         segment_frames: int = 64,
@@ -61,7 +81,8 @@ class MonophonicDataModule(L.LightningDataModule):
             self.train_set = MonophonicCropDataset(self.train_items, hp.segment_frames, hp.hop, hp.items_per_epoch, hp.seed,
                                                    min_active=hp.min_active)
         if self.valid_set is None:
-            items = find_monophonic(hp.valid_dir or hp.train_dir, hp.instrument)
+            items = find_monophonic(require_valid_dir(hp.train_dir, hp.valid_dir), hp.instrument)
+            warn_if_shared(self.train_items, items)
             self.valid_set = MonophonicCropDataset(items, hp.segment_frames, hp.hop, hp.valid_items, hp.seed + 1, fixed=True,
                                                    min_active=hp.min_active)
 

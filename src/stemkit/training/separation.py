@@ -142,9 +142,9 @@ class LaSAFTSystem(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "targets"):
             if list(datamodule.targets) != list(self.config.targets):
-                raise ValueError(f"model targets {self.config.targets} differ from the data's {datamodule.targets}")
+                raise StemkitError(f"model targets {self.config.targets} differ from the data's {datamodule.targets}")
             if datamodule.sample_rate != self.config.sample_rate:
-                raise ValueError(f"model sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
+                raise StemkitError(f"model sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         beta = None

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from stemkit.errors import StemkitError
 from stemkit.metrics.separation import si_sdr
 from stemkit.synthesis.losses import (
     LossBalancer,
@@ -73,11 +74,11 @@ class VAESystem(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if "16-mixed" in str(self.trainer.precision) and not str(self.trainer.precision).startswith("bf"):
-            raise ValueError("VAE training does not support fp16 AMP (its balancer and its two optimizers step outside the "
+            raise StemkitError("VAE training does not support fp16 AMP (its balancer and its two optimizers step outside the "
                              "grad scaler): use precision 32 or bf16-mixed")
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "sample_rate", self.config.sample_rate) != self.config.sample_rate:
-            raise ValueError(f"VAE sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
+            raise StemkitError(f"VAE sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
 
     @property
     def batches_seen(self) -> int:
