@@ -219,3 +219,27 @@ def test_pool_workers_start_clean_after_torch_has_run():
     finally:
         MARK = "set in the parent"
     assert results == [("set in the parent", 1)] * 4
+
+
+class _MarkDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> str:
+        return MARK
+
+
+def test_training_data_loader_workers_start_clean_after_torch_has_run():
+    """Data-loader workers come from a fork server, not a fork of the (threaded) training process."""
+    from stemkit.parallel import loader_processes
+
+    global MARK
+    torch.ones(512, 512) @ torch.ones(512, 512)
+    MARK = "changed after import"
+    try:
+        loader = torch.utils.data.DataLoader(_MarkDataset(), batch_size=None, **loader_processes(1))
+        seen = list(loader)
+    finally:
+        MARK = "set in the parent"
+    assert seen == ["set in the parent"] * 2
+    assert loader_processes(0) == {"num_workers": 0}

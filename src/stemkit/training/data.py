@@ -27,6 +27,7 @@ from stemkit.data.datasets import CropConfig, StemCropDataset
 from stemkit.data.musdb import MUSDB_STEMS, _is_wav_layout, is_musdb_root
 from stemkit.data.tracks import StemTrack, load_stem_tracks
 from stemkit.errors import StemkitError
+from stemkit.parallel import loader_processes
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,8 @@ class StemDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.hparams.batch_size,
             shuffle=False,  # items are already random draws; DDP's sampler still splits them
-            num_workers=self.hparams.num_workers,
             drop_last=True,
+            **loader_processes(self.hparams.num_workers),
         )
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from stemkit.atomic import atomic_output
 from stemkit.data.monophonic import MonophonicCropDataset, find_monophonic
 from stemkit.errors import StemkitError
+from stemkit.parallel import loader_processes
 from stemkit.synthesis.conditioning import EnvelopeModel, condition_tensor, fit_envelope_model
 from stemkit.synthesis.latent_synth import LatentSynth, LatentSynthConfig, note_range
 from stemkit.training.monophonic_data import require_valid_dir, warn_if_shared
@@ -158,8 +159,8 @@ class LatentDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = LatentCropDataset(self.train_data, self.hparams.segment_frames, self.hparams.items_per_epoch,
                                     seed=self.hparams.seed, epoch=epoch)
-        return torch.utils.data.DataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
-                                           drop_last=True)
+        return torch.utils.data.DataLoader(dataset, batch_size=self.hparams.batch_size, drop_last=True,
+                                           **loader_processes(self.hparams.num_workers))
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         assert self.valid_data is not None

@@ -13,6 +13,7 @@ import torch
 
 from stemkit.data.monophonic import MonophonicCropDataset, MonophonicItem, find_monophonic
 from stemkit.errors import StemkitError
+from stemkit.parallel import loader_processes
 from stemkit.training.data import check_disjoint
 
 
@@ -91,8 +92,7 @@ class MonophonicDataModule(L.LightningDataModule):
         if self.trainer is not None:
             self.train_set.set_epoch(self.trainer.current_epoch)
         return torch.utils.data.DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=False,
-                                           num_workers=self.hparams.num_workers, drop_last=True,
-                                           persistent_workers=False)
+                                           drop_last=True, **loader_processes(self.hparams.num_workers))
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         assert self.valid_set is not None
