@@ -31,6 +31,28 @@ def run_cli(*args: str, check: bool = False, cwd: Path | None = None) -> subproc
     return result
 
 
+@pytest.fixture()
+def cli(capsys):
+    """Run ``stemkit ARGS`` in this process (the same ``main`` the console script calls, without the
+    seconds of interpreter start-up); returns what ``run_cli`` returns. An uncaught exception — a
+    traceback for a user — fails the test."""
+    from stemkit.cli import main
+
+    def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        result = subprocess.CompletedProcess(["stemkit", *args], code, out, err)
+        if check and code != 0:
+            raise AssertionError(f"stemkit {' '.join(map(str, args))} failed ({code}):\n{err}")
+        return result
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def chorale_dir(tmp_path_factory) -> Path:
     """Three test-split string-quartet chorales of 4 s each, rendered with two workers."""

@@ -205,7 +205,7 @@ def _tiny_config(tmp_path: Path, data: Path, **data_args) -> Path:
 
 
 @pytest.mark.parametrize("case", ["binary", "not_a_mapping", "unknown_key", "unknown_nested_key", "missing"])
-def test_broken_config_is_one_line(case, tmp_path):
+def test_broken_config_is_one_line(cli, case, tmp_path):
     config = _tiny_config(tmp_path, tmp_path / "data")
     if case == "binary":
         config.write_bytes(bytes(range(256)) * 4)
@@ -220,7 +220,7 @@ def test_broken_config_is_one_line(case, tmp_path):
     else:
         config = tmp_path / "no_such.yaml"
     before = _tree(tmp_path)
-    result = run_cli("fit", "--config", str(config))
+    result = cli("fit", "--config", str(config))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("stemkit fit: error:"), result.stderr

@@ -10,10 +10,10 @@ from stemkit.audio.io import load_audio, save_audio
 from stemkit.data.layout import list_tracks
 
 
-def test_oracles_bracket_and_json(chorale_dir, tmp_path):
-    mixture = run_cli("eval", "--reference", str(chorale_dir), "--oracle", "mixture", "--json", str(tmp_path / "mix.json"), "--quiet", check=True)
+def test_oracles_bracket_and_json(cli, chorale_dir, tmp_path):
+    mixture = cli("eval", "--reference", str(chorale_dir), "--oracle", "mixture", "--json", str(tmp_path / "mix.json"), "--quiet", check=True)
     assert "mixture (oracle)" in mixture.stdout
-    irm = run_cli("eval", "--reference", str(chorale_dir), "--oracle", "irm", "--json", str(tmp_path / "irm.json"), "--workers", "2", "--quiet", check=True)
+    irm = cli("eval", "--reference", str(chorale_dir), "--oracle", "irm", "--json", str(tmp_path / "irm.json"), "--workers", "2", "--quiet", check=True)
     assert "irm (oracle)" in irm.stdout
     low = json.loads((tmp_path / "mix.json").read_text())
     high = json.loads((tmp_path / "irm.json").read_text())
@@ -25,7 +25,7 @@ def test_oracles_bracket_and_json(chorale_dir, tmp_path):
     assert set(track["soprano"]) == {"cSDR", "uSDR", "SI-SDR", "SIR", "SAR", "ISR"}
 
 
-def test_estimates_folder_scores_noisy_references(chorale_dir, tmp_path):
+def test_estimates_folder_scores_noisy_references(cli, chorale_dir, tmp_path):
     """Estimates = references + noise 20 dB down: every SDR flavour must say about 20 dB."""
     rng = np.random.default_rng(0)
     for track in list_tracks(chorale_dir):
@@ -34,7 +34,7 @@ def test_estimates_folder_scores_noisy_references(chorale_dir, tmp_path):
             noise = rng.normal(size=ref.shape).astype(np.float32)
             noise *= float(ref.pow(2).sum().sqrt()) / np.linalg.norm(noise) * 0.1
             save_audio(tmp_path / "est" / track.name / f"{target}.wav", ref.numpy() + noise, sr, "FLOAT")
-    result = run_cli("eval", "--reference", str(chorale_dir), "--estimates", str(tmp_path / "est"), "--json", str(tmp_path / "r.json"), "--quiet", check=True)
+    result = cli("eval", "--reference", str(chorale_dir), "--estimates", str(tmp_path / "est"), "--json", str(tmp_path / "r.json"), "--quiet", check=True)
     scores = json.loads((tmp_path / "r.json").read_text())["average"]
     assert scores["uSDR"] == pytest.approx(20.0, abs=0.2)
     assert scores["SI-SDR"] == pytest.approx(20.0, abs=0.2)
@@ -42,7 +42,7 @@ def test_estimates_folder_scores_noisy_references(chorale_dir, tmp_path):
     assert "cSDR avg" in result.stdout
 
 
-def test_eval_errors_are_one_line(chorale_dir, tmp_path):
+def test_eval_errors_are_one_line(cli, chorale_dir, tmp_path):
     (tmp_path / "est").mkdir()
     cases = [
         (["--estimates", str(tmp_path / "est")], "missing estimate"),
@@ -50,10 +50,10 @@ def test_eval_errors_are_one_line(chorale_dir, tmp_path):
         (["--oracle", "irm", "--targets", "piccolo"], "has no target 'piccolo'"),
     ]
     for extra, expected in cases:
-        result = run_cli("eval", "--reference", str(chorale_dir), *extra, "--quiet")
+        result = cli("eval", "--reference", str(chorale_dir), *extra, "--quiet")
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("eval", "--reference", str(tmp_path / "none"), "--oracle", "irm")
+    result = cli("eval", "--reference", str(tmp_path / "none"), "--oracle", "irm")
     assert "reference dataset not found" in result.stderr and result.returncode != 0
 
 
@@ -80,12 +80,12 @@ def test_demo_with_every_default_writes_table_json_and_plot(tmp_path):
     assert len(list((tmp_path / "synthesized" / "violin-ldm-chorales").glob("*_violin.wav"))) == 6
 
 
-def test_help_lists_subcommands():
-    top = run_cli("--help", check=True).stdout
+def test_help_lists_subcommands(cli):
+    top = cli("--help", check=True).stdout
     for sub in ("data", "eval", "demo", "separate", "fit", "export", "synth", "eval-synth"):
         assert sub in top
-    assert "--ensemble" in run_cli("data", "chorales", "--help", check=True).stdout
-    assert "--oracle" in run_cli("eval", "--help", check=True).stdout
-    assert "--residual" in run_cli("separate", "--help", check=True).stdout
-    assert "--sampler" in run_cli("synth", "--help", check=True).stdout
-    assert "--trainer.max_steps" in run_cli("fit", "--help", check=True).stdout
+    assert "--ensemble" in cli("data", "chorales", "--help", check=True).stdout
+    assert "--oracle" in cli("eval", "--help", check=True).stdout
+    assert "--residual" in cli("separate", "--help", check=True).stdout
+    assert "--sampler" in cli("synth", "--help", check=True).stdout
+    assert "--trainer.max_steps" in cli("fit", "--help", check=True).stdout

@@ -8,7 +8,6 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import run_cli
 from stemkit.data.layout import list_tracks
 from stemkit.audio.loudness import integrated_loudness
 
@@ -40,11 +39,11 @@ def test_layout_metadata_and_mix_equals_sum(chorale_dir):
         assert max(louds) - min(louds) < 1.0
 
 
-def test_generation_is_deterministic_and_resumable(tmp_path, chorale_dir):
+def test_generation_is_deterministic_and_resumable(cli, tmp_path, chorale_dir):
     out = tmp_path / "again"
     out.mkdir()
     (out / "user_notes.txt").write_text("mine")  # a user's file must survive
-    first = run_cli("data", "chorales", "--out", str(out), "--num", "1", "--split", "test", "--seconds", "4", "--quiet", check=True)
+    first = cli("data", "chorales", "--out", str(out), "--num", "1", "--split", "test", "--seconds", "4", "--quiet", check=True)
     assert "wrote 1 track" in first.stdout
     name = list_tracks(out)[0].name
     original = list_tracks(chorale_dir)[0]
@@ -52,18 +51,18 @@ def test_generation_is_deterministic_and_resumable(tmp_path, chorale_dir):
     assert (out / name / "mix.wav").read_bytes() == original.mix.read_bytes()  # same seed, same audio
     # a crashed run leaves a partial folder; the next run removes it and skips the finished track
     (out / f".{name}.partial-crashed").mkdir()
-    again = run_cli("data", "chorales", "--out", str(out), "--num", "2", "--split", "test", "--seconds", "4", "--quiet", check=True)
+    again = cli("data", "chorales", "--out", str(out), "--num", "2", "--split", "test", "--seconds", "4", "--quiet", check=True)
     assert "wrote 1 track(s), skipped 1" in again.stdout
     assert (out / "user_notes.txt").read_text() == "mine"
     assert not list(out.glob(".*partial*"))
-    other = run_cli("data", "chorales", "--out", str(tmp_path / "seed1"), "--num", "1", "--split", "test", "--seconds", "4", "--seed", "1", "--quiet", check=True)
+    other = cli("data", "chorales", "--out", str(tmp_path / "seed1"), "--num", "1", "--split", "test", "--seconds", "4", "--seed", "1", "--quiet", check=True)
     assert other.returncode == 0
     assert (tmp_path / "seed1" / name / "mix.wav").read_bytes() != original.mix.read_bytes()
 
 
-def test_random_ensemble_brass_and_woodwind(tmp_path):
+def test_random_ensemble_brass_and_woodwind(cli, tmp_path):
     for ensemble in ("random", "brass", "woodwind"):
-        run_cli("data", "chorales", "--out", str(tmp_path / ensemble), "--ensemble", ensemble, "--num", "1", "--split", "valid", "--seconds", "2", "--quiet", check=True)
+        cli("data", "chorales", "--out", str(tmp_path / ensemble), "--ensemble", ensemble, "--num", "1", "--split", "valid", "--seconds", "2", "--quiet", check=True)
         track = list_tracks(tmp_path / ensemble)[0]
         assert track.name.startswith(f"{ensemble}_track") and len(track.stems) == 4
         assert yaml.safe_load((track.path / "metadata.yaml").read_text())["split"] == "valid"
@@ -87,15 +86,15 @@ def _one_line_error(result):
         (["--num", "zero"], "invalid int value"),
     ],
 )
-def test_bad_input_gives_one_line(tmp_path, extra, expected):
-    result = run_cli("data", "chorales", "--out", str(tmp_path / "o"), "--split", "test", *extra)
+def test_bad_input_gives_one_line(cli, tmp_path, extra, expected):
+    result = cli("data", "chorales", "--out", str(tmp_path / "o"), "--split", "test", *extra)
     assert expected in _one_line_error(result)
 
 
-def test_unwritable_output_is_one_line(tmp_path):
+def test_unwritable_output_is_one_line(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    line = _one_line_error(run_cli("data", "chorales", "--out", str(blocker / "sub"), "--num", "1"))
+    line = _one_line_error(cli("data", "chorales", "--out", str(blocker / "sub"), "--num", "1"))
     assert "cannot write to" in line
     assert blocker.read_text() == "x"
 

@@ -32,9 +32,9 @@ def remix_model(chorale_dir, tmp_path_factory) -> dict:
     return {"model": out / "tiny-remix.safetensors", "data": chorale_dir}
 
 
-def test_separate_with_steps_writes_a_progressive_folder(remix_model, tmp_path):
+def test_separate_with_steps_writes_a_progressive_folder(cli, remix_model, tmp_path):
     track = sorted(Path(remix_model["data"]).glob("*_track*"))[0]
-    result = run_cli("separate", str(track / "mix.wav"), "--model", str(remix_model["model"]), "--out", str(tmp_path),
+    result = cli("separate", str(track / "mix.wav"), "--model", str(remix_model["model"]), "--out", str(tmp_path),
                      "--steps", "3", "--schedule", "karras:3", "--wiener", "--quiet", check=True)
     folder = tmp_path / "tiny-remix-p3-karras3-wiener" / "mix"
     assert sorted(p.name for p in folder.iterdir()) == ["alto.wav", "bass.wav", "soprano.wav", "tenor.wav"]
@@ -48,18 +48,18 @@ def test_separate_with_steps_writes_a_progressive_folder(remix_model, tmp_path):
     (["--steps", "0"], "--steps must be between 1 and 64"),
     (["--model-config", "nothing.yaml"], "file not found"),
 ])
-def test_bad_progressive_options_are_one_line_errors(remix_model, tmp_path, args, message):
+def test_bad_progressive_options_are_one_line_errors(cli, remix_model, tmp_path, args, message):
     track = sorted(Path(remix_model["data"]).glob("*_track*"))[0]
-    result = run_cli("separate", str(track / "mix.wav"), "--model", str(remix_model["model"]), "--out", str(tmp_path), *args)
+    result = cli("separate", str(track / "mix.wav"), "--model", str(remix_model["model"]), "--out", str(tmp_path), *args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
     assert not any(tmp_path.rglob("*.wav"))
 
 
-def test_progressive_analysis_writes_csv_plot_and_resumes(remix_model, tmp_path):
+def test_progressive_analysis_writes_csv_plot_and_resumes(cli, remix_model, tmp_path):
     out = tmp_path / "analysis"
     common = ["progressive-analysis", "--dataset", str(remix_model["data"]), "--model", str(remix_model["model"]),
               "--out", str(out), "--steps", "3", "--compare", "adaptive", "--tracks", "2", "--seconds", "2", "--quiet"]
-    first = run_cli(*common, check=True)
+    first = cli(*common, check=True)
     with open(out / "progressive.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     methods = {(r["method"], int(r["step"])) for r in rows}
@@ -74,7 +74,7 @@ def test_progressive_analysis_writes_csv_plot_and_resumes(remix_model, tmp_path)
     assert (out / "progressive.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| oracle |" in first.stdout
     before = (out / "progressive.csv").stat().st_mtime_ns
-    again = run_cli(*common, check=True)  # everything done: nothing is separated or rewritten
+    again = cli(*common, check=True)  # everything done: nothing is separated or rewritten
     assert (out / "progressive.csv").stat().st_mtime_ns == before and again.stdout == first.stdout
-    clash = run_cli(*common[:-1], "--schedule", "cosine")
+    clash = cli(*common[:-1], "--schedule", "cosine")
     assert clash.returncode == 1 and "other settings" in clash.stderr

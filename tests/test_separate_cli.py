@@ -39,9 +39,9 @@ def _mix(trained) -> Path:
     return sorted(Path(trained["data"]).glob("*_track*"))[0] / "mix.wav"
 
 
-def test_separate_writes_every_target_of_a_file(trained, tmp_path):
+def test_separate_writes_every_target_of_a_file(cli, trained, tmp_path):
     mix = _mix(trained)
-    result = run_cli("separate", str(mix), "--model", str(trained["model"]), "--out", str(tmp_path), "--quiet", check=True)
+    result = cli("separate", str(mix), "--model", str(trained["model"]), "--out", str(tmp_path), "--quiet", check=True)
     folder = tmp_path / "tiny-lasaft" / "mix"
     assert sorted(p.name for p in folder.iterdir()) == ["alto.wav", "bass.wav", "soprano.wav", "tenor.wav"]
     ref, rate = sf.read(mix)
@@ -50,8 +50,8 @@ def test_separate_writes_every_target_of_a_file(trained, tmp_path):
     assert "wrote 4 file(s)" in result.stdout
 
 
-def test_folder_of_tracks_flac_targets_residual_and_eval(trained, tmp_path):
-    run_cli("separate", str(trained["data"]), "--model", str(trained["ckpt"]), "--out", str(tmp_path), "--format", "flac",
+def test_folder_of_tracks_flac_targets_residual_and_eval(cli, trained, tmp_path):
+    cli("separate", str(trained["data"]), "--model", str(trained["ckpt"]), "--out", str(tmp_path), "--format", "flac",
             "--targets", "bass,soprano", "--residual", "--quiet", check=True)
     tracks = sorted(p.name for p in Path(trained["data"]).glob("*_track*"))
     root = tmp_path / "last"
@@ -63,35 +63,35 @@ def test_folder_of_tracks_flac_targets_residual_and_eval(trained, tmp_path):
     unclipped = np.all(np.abs(np.stack(parts)) < 0.999, axis=0)  # an untrained model may exceed full scale
     assert unclipped.mean() > 0.5
     assert np.abs(sum(parts) - mix)[unclipped].max() < 3.5 / 32768  # three 16-bit roundings
-    evaluation = run_cli("eval", "--reference", str(trained["data"]), "--estimates", str(root), "--targets", "soprano,bass", "--quiet")
+    evaluation = cli("eval", "--reference", str(trained["data"]), "--estimates", str(root), "--targets", "soprano,bass", "--quiet")
     assert evaluation.returncode == 0, evaluation.stderr
     assert "soprano" in evaluation.stdout
 
 
-def test_existing_outputs_are_kept_unless_overwrite(trained, tmp_path):
+def test_existing_outputs_are_kept_unless_overwrite(cli, trained, tmp_path):
     args = ["separate", str(_mix(trained)), "--model", str(trained["model"]), "--out", str(tmp_path), "--quiet"]
-    run_cli(*args, check=True)
+    cli(*args, check=True)
     folder = tmp_path / "tiny-lasaft" / "mix"
     target = folder / "alto.wav"
     target.write_bytes(b"user's own file")
-    again = run_cli(*args)
+    again = cli(*args)
     assert again.returncode == 0 and "skipped 1" in again.stdout
     assert target.read_bytes() == b"user's own file"
-    run_cli(*args, "--overwrite", check=True)
+    cli(*args, "--overwrite", check=True)
     assert sf.info(target).frames > 0
     tenor = (folder / "tenor.wav").read_bytes()
     (folder / "bass.wav").unlink()
-    completed = run_cli(*args, check=True)  # an incomplete input is finished, the rest left alone
+    completed = cli(*args, check=True)  # an incomplete input is finished, the rest left alone
     assert "wrote 1 file(s)" in completed.stdout
     assert sf.info(folder / "bass.wav").frames > 0 and (folder / "tenor.wav").read_bytes() == tenor
 
 
-def test_default_model_separates_a_test_chorale(chorale_dir, tmp_path):
+def test_default_model_separates_a_test_chorale(cli, chorale_dir, tmp_path):
     """`stemkit separate DATASET` with every default: each stem is far closer to its reference than the mix is."""
     from stemkit.data.layout import list_tracks
     from stemkit.metrics.separation import si_sdr
 
-    result = run_cli("separate", str(chorale_dir), "--out", str(tmp_path), check=True)
+    result = cli("separate", str(chorale_dir), "--out", str(tmp_path), check=True)
     assert "wrote 12 file(s)" in result.stdout
     gains = []
     for track in list_tracks(chorale_dir):
@@ -104,7 +104,7 @@ def test_default_model_separates_a_test_chorale(chorale_dir, tmp_path):
     assert np.mean(gains) > 6.0 and min(gains) > 0.0, gains
 
 
-def test_other_rates_channels_and_sharding(trained, tmp_path):
+def test_other_rates_channels_and_sharding(cli, trained, tmp_path):
     audio, rate = sf.read(_mix(trained))
     stereo = np.stack([audio, 0.5 * audio], axis=1)
     src = tmp_path / "in"
@@ -115,7 +115,7 @@ def test_other_rates_channels_and_sharding(trained, tmp_path):
     resampled = resample(torch.from_numpy(stereo.T.copy()).float(), rate, 44100).numpy().T
     sf.write(src / "song_b.flac", resampled, 44100)
     for shard in ("1/2", "2/2"):
-        run_cli("separate", str(src), "--model", str(trained["model"]), "--out", str(tmp_path / "out"), "--shard", shard,
+        cli("separate", str(src), "--model", str(trained["model"]), "--out", str(tmp_path / "out"), "--shard", shard,
                 "--segment", "0.5", "--overlap", "0.5", "--batch-size", "3", "--quiet", check=True)
     a, a_rate = sf.read(tmp_path / "out" / "tiny-lasaft" / "song_a" / "tenor.wav")
     b, b_rate = sf.read(tmp_path / "out" / "tiny-lasaft" / "song_b" / "tenor.wav")
@@ -149,13 +149,13 @@ def test_python_api(trained):
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
     ],
 )
-def test_bad_input_is_one_line(trained, tmp_path, args, message):
+def test_bad_input_is_one_line(cli, trained, tmp_path, args, message):
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
     args = [a.format(bad=bad, mix=_mix(trained)) for a in args]
     if "--model" not in args:
         args += ["--model", str(trained["model"])]
-    result = run_cli("separate", *args, "--out", str(tmp_path / "o"), "--quiet")
+    result = cli("separate", *args, "--out", str(tmp_path / "o"), "--quiet")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -46,38 +46,38 @@ def _violin_midi(data: Path) -> Path:
     return sorted(data.glob("*_track*"))[0] / "stems_MIDI" / "0_violin.mid"
 
 
-def test_synth_renders_a_violin_part_as_long_as_its_midi(synth_model, tmp_path):
+def test_synth_renders_a_violin_part_as_long_as_its_midi(cli, synth_model, tmp_path):
     midi = _violin_midi(synth_model["data"])
     out = tmp_path / "violin.wav"
-    result = run_cli("synth", str(midi), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", check=True)
+    result = cli("synth", str(midi), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", check=True)
     assert "wrote 1 file(s)" in result.stdout
     audio, rate = sf.read(out)
     assert rate == 16000 and audio.ndim == 1
     expected = pretty_midi.PrettyMIDI(str(midi)).get_end_time()
     assert len(audio) == round(expected * rate)
-    again = run_cli("synth", str(midi), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", check=True)
+    again = cli("synth", str(midi), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", check=True)
     assert "skipped 1" in again.stdout  # nothing is overwritten without --overwrite
 
 
-def test_synth_is_reproducible_by_seed_and_samplers_differ(synth_model, tmp_path):
+def test_synth_is_reproducible_by_seed_and_samplers_differ(cli, synth_model, tmp_path):
     midi = _violin_midi(synth_model["data"])
     outs = {}
     for name, args in {"a": ["--seed", "3"], "b": ["--seed", "3"], "c": ["--seed", "4"], "d": ["--sampler", "dpmpp2m", "--cfg", "2"]}.items():
         outs[name] = tmp_path / f"{name}.wav"
-        run_cli("synth", str(midi), "--model", str(synth_model["ckpt"]), "--out", str(outs[name]), "--steps", "3", "--quiet", *args, check=True)
+        cli("synth", str(midi), "--model", str(synth_model["ckpt"]), "--out", str(outs[name]), "--steps", "3", "--quiet", *args, check=True)
     read = {k: sf.read(v)[0] for k, v in outs.items()}
     assert (read["a"] == read["b"]).all()
     assert not (read["a"] == read["c"]).all()
     assert not (read["a"] == read["d"]).all()
 
 
-def test_multitrack_midi_with_a_chord_is_mixed(synth_model, tmp_path):
+def test_multitrack_midi_with_a_chord_is_mixed(cli, synth_model, tmp_path):
     midi = write_midi(tmp_path / "duet.mid", [
         MidiTrack("upper", 40, [Note(69, 0.0, 1.0, 90), Note(72, 0.0, 1.0, 90), Note(71, 1.0, 1.5, 90)]),
         MidiTrack("lower", 40, [Note(62, 0.25, 1.75, 70)]),
     ])
     out = tmp_path / "duet.flac"
-    run_cli("synth", str(midi), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", check=True)
+    cli("synth", str(midi), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", check=True)
     audio, rate = sf.read(out)
     assert len(audio) == round(1.75 * rate) and abs(audio).max() <= 1.0
 
@@ -86,7 +86,7 @@ def _transposed(notes: list[Note], semitones: int) -> list[Note]:
     return [dataclasses.replace(note, pitch=note.pitch + semitones) for note in notes]
 
 
-def test_synth_dataset_then_eval_synth(synth_model, tmp_path):
+def test_synth_dataset_then_eval_synth(cli, synth_model, tmp_path):
     """`synth` on a dataset writes one file per violin part, and `eval-synth` pairs and scores them.
 
     The tiny model's own pitch accuracy means nothing (two diffusion steps after a few batches), so
@@ -94,12 +94,12 @@ def test_synth_dataset_then_eval_synth(synth_model, tmp_path):
     on the MIDI's pitches for half the items and a whole tone sharp for the others. The first must
     score high and the second near zero, item by item."""
     data = synth_model["data"]
-    run_cli("synth", str(data), "--model", str(synth_model["synth"]), "--out", str(tmp_path / "gen"), "--steps", "2",
+    cli("synth", str(data), "--model", str(synth_model["synth"]), "--out", str(tmp_path / "gen"), "--steps", "2",
             "--quiet", check=True)
     names = sorted(p.stem for p in (tmp_path / "gen").iterdir())
     assert len(names) == 2 * len(list(data.glob("*_track*"))) and all(n.endswith("_violin") for n in names)
     report = tmp_path / "scores.json"
-    run_cli("eval-synth", "--reference", str(data), "--generated", str(tmp_path / "gen"), "--instrument", "violin",
+    cli("eval-synth", "--reference", str(data), "--generated", str(tmp_path / "gen"), "--instrument", "violin",
             "--json", str(report), "--quiet", check=True)
     scores = json.loads(report.read_text())
     assert scores["count"] == len(names) and sorted(scores["items"]) == names
@@ -120,7 +120,7 @@ def test_synth_dataset_then_eval_synth(synth_model, tmp_path):
         sine = render_sine(notes, info.frames / info.samplerate, info.samplerate, EnvelopeModel())
         sf.write(sines / f"{item.name}.wav", sine[0].numpy(), info.samplerate)
     sine_report = tmp_path / "sines.json"
-    run_cli("eval-synth", "--reference", str(data), "--generated", str(sines), "--instrument", "violin",
+    cli("eval-synth", "--reference", str(data), "--generated", str(sines), "--instrument", "violin",
             "--json", str(sine_report), "--quiet", check=True)
     sine_scores = json.loads(sine_report.read_text())["items"]
     assert sorted(sine_scores) == names and 0 < len(wrong) < len(names)
@@ -132,7 +132,7 @@ def test_synth_dataset_then_eval_synth(synth_model, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["not_midi", "no_notes", "out_of_range", "wrong_instrument", "bad_sampler"])
-def test_bad_input_is_one_line_and_writes_nothing(synth_model, tmp_path, case):
+def test_bad_input_is_one_line_and_writes_nothing(cli, synth_model, tmp_path, case):
     args = []
     if case == "not_midi":
         src = tmp_path / "song.mid"
@@ -143,7 +143,7 @@ def test_bad_input_is_one_line_and_writes_nothing(synth_model, tmp_path, case):
         src = write_midi(tmp_path / "low.mid", [MidiTrack("v", 40, [Note(30 if case == "out_of_range" else 72, 0, 1)])])
         args = {"wrong_instrument": ["--instrument", "tuba"], "bad_sampler": ["--sampler", "magic"]}.get(case, [])
     out = tmp_path / "out.wav"
-    result = run_cli("synth", str(src), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", *args)
+    result = cli("synth", str(src), "--model", str(synth_model["synth"]), "--out", str(out), "--steps", "2", "--quiet", *args)
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("stemkit: error:")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
@@ -169,7 +169,7 @@ def test_exported_vae_reconstructs_and_the_synth_bundles_it(synth_model):
     assert vae.reconstruct(audio).shape == audio.shape
 
 
-def test_the_shipped_synthesizer_renders_a_test_split_violin_part(chorale_dir, tmp_path):
+def test_the_shipped_synthesizer_renders_a_test_split_violin_part(cli, chorale_dir, tmp_path):
     """The done-when check: the default model plays a test-split violin MIDI part in tune.
 
     With 6 Heun steps the shipped model scores 0.96–0.97 on these 4 s parts (BENCHMARKS.md: 0.944 at
@@ -180,7 +180,7 @@ def test_the_shipped_synthesizer_renders_a_test_split_violin_part(chorale_dir, t
     would produce — and white noise (0)."""
     midi = _violin_midi(chorale_dir)
     out = tmp_path / "part.wav"
-    run_cli("synth", str(midi), "--out", str(out), "--steps", "6", "--quiet", check=True)
+    cli("synth", str(midi), "--out", str(out), "--steps", "6", "--quiet", check=True)
     audio, rate = sf.read(out)
     assert len(audio) == round(pretty_midi.PrettyMIDI(str(midi)).get_end_time() * rate)
     from stemkit.metrics.synthesis import pitch_accuracy
