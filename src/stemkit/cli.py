@@ -19,9 +19,6 @@ from stemkit import __version__
 from stemkit.errors import StemkitError, StemkitWarning
 from stemkit.outputs import check_output_dir, check_output_file
 
-#: Suffixes that make ``synth --out`` a file; any other audio suffix is refused rather than made a folder.
-AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif", ".m4a")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (plus a pointer to --help), like every other error."""
@@ -378,7 +375,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from stemkit.separation.batch import parse_shard
+    from stemkit.separation.batch import AUDIO_SUFFIXES, parse_shard
     from stemkit.synthesis.checkpoints import DEFAULT_SYNTH
     from stemkit.synthesis.synthesize import Synthesizer, collect_midi, synthesize_many
 
@@ -386,7 +383,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     for raw in args.inputs:  # before loading the model: a typo should fail at once
         if not Path(raw).exists():
             raise StemkitError(f"input not found: {raw}")
-    single = args.out is not None and args.out.suffix.lower() in AUDIO_FILE_SUFFIXES
+    # an audio suffix makes --out a file; one we cannot write (.mp3) is refused rather than made a folder
+    single = args.out is not None and args.out.suffix.lower() in AUDIO_SUFFIXES
     if single:
         check_output_file(args.out, "--out", (".wav", ".flac"), overwrite=True)
     elif args.out is not None:

@@ -10,6 +10,12 @@ class StemkitError(Exception):
     """A problem with the user's input or environment, explained in one line."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty): enough for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class StemkitWarning(UserWarning):
     """Something the user should know that does not stop the job (e.g. clipped samples).
 

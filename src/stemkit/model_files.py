@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from stemkit.atomic import atomic_output
-from stemkit.errors import StemkitError
+from stemkit.errors import StemkitError, first_line
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -70,7 +70,7 @@ def read_model_files(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
         meta = json.loads(meta_path.read_text())
         state = load_file(str(weights_path))
     except Exception as exc:  # json and safetensors raise their own types for damaged or foreign files
-        raise StemkitError(f"cannot read model files {path}: {_first_line(exc)} (is it a stemkit export, complete and undamaged?)") from None
+        raise StemkitError(f"cannot read model files {path}: {first_line(exc)} (is it a stemkit export, complete and undamaged?)") from None
     if not isinstance(meta, dict):
         raise StemkitError(f"cannot read model files {path}: {meta_path.name} is not a JSON object")
     meta.setdefault("name", weights_path.stem)
@@ -82,10 +82,5 @@ def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for foreign files
-        reason = "it is not a checkpoint written by stemkit fit, or it is damaged" if "Weights only load failed" in str(exc) else _first_line(exc)
+        reason = "it is not a checkpoint written by stemkit fit, or it is damaged" if "Weights only load failed" in str(exc) else first_line(exc)
         raise StemkitError(f"cannot load Lightning checkpoint {path}: {reason}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,7 +13,7 @@ import torch
 
 from stemkit.atomic import atomic_output
 from stemkit.audio.resample import resample
-from stemkit.errors import StemkitError, StemkitWarning
+from stemkit.errors import StemkitError, StemkitWarning, first_line
 
 #: soundfile subtypes by the short names the CLI accepts.
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT", "PCM_16": "PCM_16", "PCM_24": "PCM_24", "FLOAT": "FLOAT"}
@@ -47,7 +47,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for unreadable files
-        raise StemkitError(f"cannot read audio from {path}: {_short(exc)} (use wav, flac, ogg or another format soundfile reads)") from None
+        raise StemkitError(f"cannot read audio from {path}: {first_line(exc)} (use wav, flac, ogg or another format soundfile reads)") from None
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.subtype))
 
 
@@ -70,7 +70,7 @@ def load_audio(
     try:
         data, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:
-        raise StemkitError(f"cannot read audio from {path}: {_short(exc)} (use wav, flac, ogg or another format soundfile reads)") from None
+        raise StemkitError(f"cannot read audio from {path}: {first_line(exc)} (use wav, flac, ogg or another format soundfile reads)") from None
     audio = torch.from_numpy(np.ascontiguousarray(data.T))
     check_finite(audio, str(path), rate, offset=start)
     if mono and audio.shape[0] > 1:
@@ -137,7 +137,7 @@ def check_finite_file(path: str | os.PathLike, block: int = 1 << 20) -> AudioInf
         except StemkitError:
             raise
         except Exception as exc:
-            raise StemkitError(f"cannot read audio from {path}: {_short(exc)}") from None
+            raise StemkitError(f"cannot read audio from {path}: {first_line(exc)}") from None
     return info
 
 
@@ -168,7 +168,3 @@ def check_finite(audio: torch.Tensor | np.ndarray, source: str, sample_rate: int
     when = f" ({sample / sample_rate:.3f} s)" if sample_rate else ""
     raise StemkitError(f"{source} holds {int(bad.sum())} non-finite sample(s): the first is {value} at sample {sample}{when}, "
                        f"channel {channel}; fix the audio before using it")
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

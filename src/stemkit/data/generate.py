@@ -130,7 +130,8 @@ def generate(config: GenerateConfig) -> GenerateReport:
     present = [job.name for job in jobs if _is_complete(config.out, job.name)]
     wanted = config.num if config.num is not None else len(jobs)
     skipped = present[:wanted]
-    pending = iter([job for job in jobs if job.name not in set(present)])
+    done = set(present)
+    pending = iter([job for job in jobs if job.name not in done])
     started = time.perf_counter()
     written: list[str] = []
     not_satb: list[str] = []
