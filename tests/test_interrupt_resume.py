@@ -61,13 +61,14 @@ def test_a_crash_while_writing_leaves_none_of_the_stems(mix_file, tmp_path, monk
 
 
 def test_a_killed_runs_staging_folder_is_cleared_and_the_input_finished(mix_file, tmp_path):
+    from stemkit.jobs import JobInput
     from stemkit.separation.batch import separate_many
 
     root = tmp_path / "out" / "scaled"
     stale = root / ".song.partial-abc123"
     stale.mkdir(parents=True)
     (stale / "soprano.wav").write_bytes(b"half a file")  # what SIGKILL leaves
-    report = separate_many(ScaledSeparator(), [(mix_file, "song")], tmp_path / "out", progress=False)
+    report = separate_many(ScaledSeparator(), [JobInput(mix_file, "song")], tmp_path / "out", progress=False)
     assert len(report.written) == 4 and not stale.exists()
     assert sorted(p.name for p in root.iterdir()) == ["song"]
     assert sorted(p.name for p in (root / "song").iterdir()) == sorted(f"{t}.wav" for t in TARGETS)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stemkit.errors import StemkitError
-from stemkit.separation.checkpoints import load_model, save_model
+from stemkit.models import load_model, save_model
 from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig, _complex_multiply
 from stemkit.separation.separator import separate_with_model
 

@@ -11,7 +11,7 @@ import yaml
 
 from stemkit.errors import StemkitError
 from stemkit.separation.base import FileSeparator
-from stemkit.separation.checkpoints import save_model
+from stemkit.models import save_model
 from stemkit.separation.lasaft import LaSAFT
 from stemkit.separation.progressive import AdaptiveSchedule, ProgressiveSeparator, progressive_name, wiener_filter
 from stemkit.separation.schedules import beta_schedule

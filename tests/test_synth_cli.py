@@ -155,12 +155,13 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, synth_model, tmp_path, ca
 def test_exported_vae_reconstructs_and_the_synth_bundles_it(synth_model):
     import torch
 
-    from stemkit.synthesis.checkpoints import load_synth, load_vae
+    from stemkit.models import load_model
+    from stemkit.synthesis.vae import load_vae
 
     vae = load_vae(synth_model["vae"])
     bundled = load_vae(synth_model["synth"])
-    synth, meta = load_synth(synth_model["synth"])
-    assert meta["architecture"] == "latent-synth" and meta["provenance"]["data"] == "3 test chorales"
+    synth, meta = load_model(synth_model["synth"])
+    assert meta["family"] == "latent-synth" and meta["task"] == "synthesis" and meta["provenance"]["data"] == "3 test chorales"
     for a, b in zip(vae.state_dict().values(), bundled.state_dict().values()):
         assert torch.equal(a, b)
     low, high = (int(v) for v in synth.pitch_range)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from stemkit.diffusion.unet import UNet1D, UNet1DConfig
+from stemkit.diffusion.backbones.unet1d import UNet1D, UNet1DConfig
 from stemkit.midi.notes import Note
 from stemkit.synthesis.conditioning import (
     COND_CHANNELS,
@@ -289,16 +289,17 @@ def test_split_voices_turns_chords_into_lines():
 
 @pytest.mark.parametrize("frames", [1, 37, 64])
 def test_unet_keeps_the_shape_and_starts_at_zero(frames):
-    net = UNet1D(UNet1DConfig(in_channels=4, cond_channels=COND_CHANNELS, channels=[8, 16, 32], blocks_per_level=1,
+    curves = {"name": "curves", "kind": "frames", "dim": COND_CHANNELS}
+    net = UNet1D(UNet1DConfig(in_channels=4, conditions=[curves], channels=[8, 16, 32], blocks_per_level=1,
                               embedding_dim=16, heads=2))
     x = torch.randn(2, 4, frames)
-    out = net(x, torch.tensor([0.1, -0.5]), torch.randn(2, COND_CHANNELS, frames))
+    out = net(x, torch.tensor([0.1, -0.5]), {"curves": torch.randn(2, COND_CHANNELS, frames)})
     assert out.shape == x.shape
     assert torch.count_nonzero(out) == 0  # zero-initialised output layer: D starts as c_skip·x
 
 
 def test_windowed_attention_sees_only_its_window():
-    from stemkit.diffusion.unet import SelfAttention
+    from stemkit.diffusion.backbones.unet1d import SelfAttention
 
     attn = SelfAttention(8, heads=2, window=4).eval()
     attn.norm = torch.nn.Identity()  # GroupNorm's statistics span the sequence; test the attention alone

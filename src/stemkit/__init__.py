@@ -1,26 +1,33 @@
-"""stemkit: make multi-instrument datasets, separate, disentangle and synthesize music stems."""
+"""stemkit: make multi-instrument datasets, separate, disentangle and synthesize music stems.
+
+The public API, loaded lazily so ``import stemkit`` (and the CLI's ``--help``) stays fast and torch-free
+until needed:
+
+- :func:`load_pretrained` / :func:`load_model` / :func:`save_model` — every model family, one format;
+- :class:`Separator`, :class:`ProgressiveSeparator`, :func:`load_separator` — separation;
+- :class:`Synthesizer` — MIDI → audio.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["ProgressiveSeparator", "Separator", "Synthesizer", "load_separator", "__version__"]
+_LAZY = {
+    "load_pretrained": "stemkit.models",
+    "load_model": "stemkit.models",
+    "save_model": "stemkit.models",
+    "Separator": "stemkit.separation.separator",
+    "ProgressiveSeparator": "stemkit.separation.progressive",
+    "load_separator": "stemkit.separation.adapters",
+    "Synthesizer": "stemkit.synthesis.synthesize",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy, so `import stemkit` (and the CLI's --help) stays fast and torch-free until needed.
-    if name == "Separator":
-        from stemkit.separation.separator import Separator
-
-        return Separator
-    if name == "ProgressiveSeparator":
-        from stemkit.separation.progressive import ProgressiveSeparator
-
-        return ProgressiveSeparator
-    if name == "Synthesizer":
-        from stemkit.synthesis.synthesize import Synthesizer
-
-        return Synthesizer
-    if name == "load_separator":
-        from stemkit.separation.adapters import load_separator
-
-        return load_separator
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'stemkit' has no attribute {name!r}")

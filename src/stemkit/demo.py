@@ -27,7 +27,7 @@ def run_demo(
     device: str = "auto",
     synth_model: str | None = None,
 ) -> str:
-    from stemkit.separation.batch import collect_inputs, separate_many
+    from stemkit.separation.batch import collect_audio, separate_many
     from stemkit.separation.separator import DEFAULT_MODEL, Separator
 
     data_dir = out / "data" / f"test_{ensemble}"
@@ -36,7 +36,7 @@ def run_demo(
     )
     separator = Separator(model or DEFAULT_MODEL, device=device)
     separated = out / "separated"
-    separate_many(separator, collect_inputs([data_dir]), separated, overwrite=True, progress=False)
+    separate_many(separator, collect_audio([data_dir]), separated, overwrite=True, progress=False)
     results = {
         "mixture (oracle)": evaluate_dataset(data_dir, oracle="mixture", workers=workers),
         separator.name: evaluate_dataset(data_dir, estimates=separated / separator.name, workers=workers),
@@ -61,9 +61,8 @@ def demo_synthesis(data_dir: Path, out: Path, model: str | None, device: str, wo
     from stemkit.audio.io import save_audio
     from stemkit.midi.notes import read_midi
     from stemkit.synthesis.baselines import render_sine
-    from stemkit.synthesis.checkpoints import DEFAULT_SYNTH
     from stemkit.synthesis.evaluation import evaluate_synthesis
-    from stemkit.synthesis.synthesize import Synthesizer, collect_midi, synthesize_many
+    from stemkit.synthesis.synthesize import DEFAULT_SYNTH, Synthesizer, collect_midi, synthesize_many
 
     synth = Synthesizer(model or DEFAULT_SYNTH, device=device)
     instrument = synth.model.config.instrument
@@ -71,10 +70,10 @@ def demo_synthesis(data_dir: Path, out: Path, model: str | None, device: str, wo
     generated = out / "synthesized" / synth.name
     synthesize_many(synth, inputs, generated, overwrite=True, progress=False)
     sine_dir = out / "synthesized" / "sine"
-    for midi, name in inputs:
-        tracks, seconds = read_midi(midi)
+    for item in inputs:
+        tracks, seconds = read_midi(item.path)
         notes = [n for track in tracks for n in track.notes]
-        save_audio(sine_dir / f"{name}.wav", render_sine(notes, seconds, synth.sample_rate, synth.model.envelope_model, synth.model.hop),
+        save_audio(sine_dir / f"{item.name}.wav", render_sine(notes, seconds, synth.sample_rate, synth.model.envelope_model, synth.model.hop),
                    synth.sample_rate)
     results = {
         "sine + envelope (floor)": evaluate_synthesis(data_dir, sine_dir, workers=workers, instrument=instrument, progress=False),

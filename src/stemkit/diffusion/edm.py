@@ -16,20 +16,22 @@ Nothing here knows about audio: ``x`` is any tensor ``[B, ...]``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
 
 
 class RawNetwork(Protocol):
-    """The network EDM preconditions: ``F(x_in [B, ...], c_noise [B], cond) -> [B, ...]`` (same shape as ``x_in``)."""
+    """The network EDM preconditions: ``F(x_in [B, ...], c_noise [B], cond) -> [B, ...]`` (same shape as
+    ``x_in``); ``cond`` is a mapping of named conditions (:mod:`stemkit.diffusion.conditions`), or None."""
 
-    def __call__(self, x_in: Tensor, c_noise: Tensor, cond: Tensor | None) -> Tensor: ...
+    def __call__(self, x_in: Tensor, c_noise: Tensor, cond: Any) -> Tensor: ...
 
 
-Denoiser = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
-"""``D(x, sigma [B], cond) -> x0_hat``: what samplers and guidance consume (EDM convention)."""
+Denoiser = Callable[[Tensor, Tensor, Any], Tensor]
+"""``D(x, sigma [B], cond) -> x0_hat``: what samplers and guidance consume (EDM convention). ``cond``
+is passed through untouched: a mapping of named conditions, a bare tensor, or None."""
 
 
 @dataclass
@@ -115,7 +117,7 @@ class EDMDenoiser(torch.nn.Module):
         self.net = net
         self.config = config if config is not None else EDMConfig()
 
-    def forward(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, sigma: float | Tensor, cond: Any = None) -> Tensor:
         """The denoised estimate ``D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise, cond)``."""
         sigma = sigma_per_item(sigma, x.shape[0], x)
         c_skip, c_out, c_in, c_noise = edm_scalings(sigma, self.config.sigma_data)
@@ -125,7 +127,7 @@ class EDMDenoiser(torch.nn.Module):
     def loss(
         self,
         x0: Tensor,
-        cond: Tensor | None = None,
+        cond: Any = None,
         generator: torch.Generator | None = None,
         reduce: bool = True,
     ) -> Tensor:

@@ -14,7 +14,7 @@ Cost in denoiser calls (NFE) for ``N = len(sigmas) − 1`` steps: Euler N, Heun 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -47,7 +47,7 @@ def _steps(levels: list[float], progress: bool, name: str):
 
 @torch.no_grad()
 def sample_euler(
-    denoiser: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], cond: Tensor | None = None, progress: bool = False
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], cond: Any = None, progress: bool = False
 ) -> Tensor:
     """First-order Euler on the ODE: ``x ← x + (σ_next − σ)·(x − D)/σ``. Simple, needs many steps."""
     for sigma, sigma_next in _steps(_levels(sigmas), progress, "euler"):
@@ -58,7 +58,7 @@ def sample_euler(
 
 @torch.no_grad()
 def sample_heun(
-    denoiser: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], cond: Tensor | None = None, progress: bool = False
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], cond: Any = None, progress: bool = False
 ) -> Tensor:
     """EDM Algorithm 1: an Euler step, then a correction with the slope at its end (trapezoid rule).
 
@@ -77,7 +77,7 @@ def sample_heun(
 
 @torch.no_grad()
 def sample_dpmpp_2m(
-    denoiser: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], cond: Tensor | None = None, progress: bool = False
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], cond: Any = None, progress: bool = False
 ) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022) in log-σ time ``t = −ln σ``.
 
@@ -116,7 +116,7 @@ def sample(
     shape: Sequence[int],
     steps: int = 18,
     sampler: str = "heun",
-    cond: Tensor | None = None,
+    cond: Any = None,
     config: EDMConfig | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,

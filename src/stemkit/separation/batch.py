@@ -1,4 +1,4 @@
-"""Separate many files: find the inputs, name the outputs, shard the work, skip what is done.
+"""Separate many files: the separator's side of the shared job plumbing (:mod:`stemkit.jobs`).
 
 Output layout follows demucs: ``OUT/<model name>/<name>/<target>.<format>``. A file's name is its
 stem; a track of a chorale dataset (CocoChorales layout) is named after its track folder and its
@@ -7,69 +7,31 @@ stem; a track of a chorale dataset (CocoChorales layout) is named after its trac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from stemkit.audio.io import check_finite_file
 from stemkit.errors import StemkitError
+from stemkit.jobs import JobInput, JobReport, collect_inputs, run_batch, take_shard
 from stemkit.outputs import check_output_dir
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".opus"}
 
 
-@dataclass
-class BatchReport:
-    written: list[Path] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  #: inputs whose outputs were all present
-
-
-def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str]]:
-    """``(audio file, output name)`` for each input file, each audio file of an input folder and
-    each track of an input chorale dataset, in a stable order; duplicate names are an error."""
+def _dataset_mixtures(folder: Path) -> list[JobInput]:
     from stemkit.data.layout import list_tracks
 
-    found: list[tuple[Path, str]] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_file():
-            found.append((path, path.stem))
-        elif path.is_dir():
-            tracks = list_tracks(path)
-            if tracks:
-                found.extend((t.mix, t.name) for t in tracks)
-                continue
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not files:
-                raise StemkitError(f"no audio files in folder {path}")
-            found.extend((p, p.stem) for p in files)
-        else:
-            raise StemkitError(f"input not found: {path}")
-    names: dict[str, Path] = {}
-    for audio, name in found:
-        if name in names and names[name] != audio:
-            raise StemkitError(f"two inputs would write to the same folder {name!r}: {names[name]} and {audio}")
-        names[name] = audio
-    return list(dict.fromkeys(found))
+    return [JobInput(track.mix, track.name) for track in list_tracks(folder)]
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"I/N"`` (1-based) → ``(I - 1, N)``; ``None`` → the whole job."""
-    if not text:
-        return 0, 1
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise StemkitError(f"--shard must look like I/N (e.g. 2/4), got {text!r}") from None
-    if not 1 <= index <= count:
-        raise StemkitError(f"--shard {text}: need 1 ≤ I ≤ N")
-    return index - 1, count
+def collect_audio(paths: list[str | Path]) -> list[JobInput]:
+    """Each input audio file, each audio file of an input folder, and the mixture of each track of an
+    input chorale dataset, in a stable order; duplicate names are an error."""
+    return collect_inputs(paths, AUDIO_SUFFIXES, "audio files", from_dataset=_dataset_mixtures, any_file=True)
 
 
 def separate_many(
     separator,
-    inputs: list[tuple[Path, str]],
+    inputs: list[JobInput],
     out_dir: str | Path,
     targets: list[str] | None = None,
     format: str = "wav",
@@ -77,26 +39,21 @@ def separate_many(
     overwrite: bool = False,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
-) -> BatchReport:
+) -> JobReport:
     """Separate this shard's inputs; inputs whose outputs all exist are skipped unless ``overwrite``.
 
     Everything that can be checked is checked before the first separation: the output folder is
     writable, and every input is readable and holds only finite samples. An input with some of its
     outputs (a run with other targets) gets the missing ones; an input's outputs appear together.
     """
-    report = BatchReport()
-    index, count = shard
-    mine = inputs[index::count]
     check_output_dir(out_dir)
     root = check_output_dir(Path(out_dir) / separator.name)
-    for audio, name in mine:
-        check_finite_file(audio)
-        if (root / name).exists() and not (root / name).is_dir():
-            raise StemkitError(f"{root / name} is a file where the outputs of {audio} go: move it away")
-    for audio, name in tqdm(mine, desc="files", unit="file", disable=not progress or len(mine) < 2):
-        written = separator.separate_file(audio, root / name, targets, format, residual, overwrite=overwrite)
-        if written:
-            report.written.extend(written)
-        else:
-            report.skipped.append(name)
-    return report
+    for item in take_shard(inputs, shard):
+        check_finite_file(item.path)
+        if (root / item.name).exists() and not (root / item.name).is_dir():
+            raise StemkitError(f"{root / item.name} is a file where the outputs of {item.path} go: move it away")
+
+    def work(item: JobInput) -> list[Path]:
+        return separator.separate_file(item.path, root / item.name, targets, format, residual, overwrite=overwrite)
+
+    return run_batch(inputs, work, shard, progress, desc="separating")

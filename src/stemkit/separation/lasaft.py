@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from stemkit.audio.spectral import istft, stft
+from stemkit.registry import register_family
 
 
 @dataclass
@@ -256,6 +257,7 @@ def _up(channels: int) -> nn.Module:
     return nn.Sequential(nn.ConvTranspose2d(channels, channels, 2, stride=2), nn.BatchNorm2d(channels), _activation())
 
 
+@register_family("lasaft", task="separation", config_class=LaSAFTConfig)
 class LaSAFT(nn.Module):
     """CUNet with TFC-TDF encoder blocks and TFC-LaSAFT-GPoCM middle/decoder blocks.
 

@@ -16,33 +16,15 @@ from stemkit.audio.chunking import overlap_add
 from stemkit.audio.io import check_finite
 from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
+from stemkit.jobs import pick_device
 from stemkit.separation.base import FileSeparator
-from stemkit.separation.checkpoints import load_model
+from stemkit.models import load_model
 from stemkit.separation.lasaft import LaSAFT
 
 DEFAULT_MODEL = "lasaft-chorales-string-remix"
 #: Shortest window accepted. Shorter windows are all overlap and padding: 1 ms windows took an hour
 #: for a 2-second file. A quarter second still holds several STFT frames of every model here.
 MIN_SEGMENT_SECONDS = 0.25
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
-    if str(device) != "auto":
-        try:
-            chosen = torch.device(device)
-        except RuntimeError:
-            raise StemkitError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise StemkitError("--device cuda asked for, but no CUDA GPU is available")
-        if chosen.type == "mps" and not torch.backends.mps.is_available():
-            raise StemkitError("--device mps asked for, but Apple MPS is not available")
-        return chosen
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def separate_with_model(
@@ -183,7 +165,7 @@ class Separator(WindowedSeparator):
         progress: bool = False,
     ) -> None:
         self._set_options(device, segment, overlap, batch_size, progress)
-        net, self.metadata = load_model(model)
+        net, self.metadata = load_model(model, task="separation")
         self.model = net.to(self.device).eval()
         config = self.model.config
         self.name: str = self.metadata["name"]

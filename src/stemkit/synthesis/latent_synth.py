@@ -17,37 +17,51 @@ import torch
 from torch import nn
 
 from stemkit.diffusion import ClassifierFreeGuidance, EDMConfig, EDMDenoiser, sample
-from stemkit.diffusion.unet import UNet1D, UNet1DConfig
+from stemkit.diffusion.backbones import backbone_config, build_backbone
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import Note
 from stemkit.synthesis.conditioning import COND_CHANNELS, EnvelopeModel, condition_tensor, pitch_from_notes
+from stemkit.registry import register_family
 from stemkit.synthesis.vae import AudioVAE, VAEConfig
+
+CURVES = "curves"
+"""The name of the pitch/envelope condition in the denoiser's condition mapping."""
 
 
 @dataclass
 class LatentSynthConfig:
     vae: dict = field(default_factory=dict)  #: the VAE's :class:`VAEConfig` fields
-    unet: dict = field(default_factory=dict)  #: :class:`UNet1DConfig` fields (in/cond channels are set here)
+    backbone: str = "unet1d"  #: the denoiser network, by registered name (:mod:`stemkit.diffusion.backbones`)
+    network: dict = field(default_factory=dict)  #: the backbone's settings (its input and the curves condition are set here)
     edm: dict = field(default_factory=dict)  #: :class:`EDMConfig` fields (seed: σ_data = 1, no latent scaling)
     instrument: str = "violin"
     cond_dropout: float = 0.1  #: share of training items with the null condition (enables CFG)
+    unet: dict | None = None  #: older name of ``network`` (models saved before the backbone registry)
+
+    def __post_init__(self) -> None:
+        if self.unet is not None:
+            self.network, self.unet = dict(self.unet), None
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(**self.vae)
 
-    def unet_config(self) -> UNet1DConfig:
-        fields = dict(self.unet, in_channels=self.vae_config().latent_dim, cond_channels=COND_CHANNELS)
-        return UNet1DConfig(**fields)
+    def backbone_config(self):
+        """The backbone's config: its settings, with the latent as input and the curves as a frame condition."""
+        curves = {"name": CURVES, "kind": "frames", "dim": COND_CHANNELS}
+        return backbone_config(self.backbone, dict(self.network, in_channels=self.vae_config().latent_dim, conditions=[curves]))
 
     def edm_config(self) -> EDMConfig:
         return EDMConfig(**self.edm)
 
     def to_dict(self) -> dict:
         """Every field resolved (defaults included), so a saved model never depends on today's defaults."""
-        unet = {k: v for k, v in self.unet_config().to_dict().items() if k not in ("in_channels", "cond_channels")}
-        return dict(asdict(self), unet=unet, edm=self.edm_config().to_dict())
+        network = {k: v for k, v in self.backbone_config().to_dict().items() if k not in ("in_channels", "conditions")}
+        fields = dict(asdict(self), network=network, edm=self.edm_config().to_dict())
+        fields.pop("unet")
+        return fields
 
 
+@register_family("latent-synth", task="synthesis", config_class=LatentSynthConfig, ema_of="denoiser")
 class LatentSynth(nn.Module):
     """VAE + EDM denoiser over its latents, with the envelope model and pitch range as buffers."""
 
@@ -55,7 +69,7 @@ class LatentSynth(nn.Module):
         super().__init__()
         self.config = config
         self.vae = AudioVAE(config.vae_config())
-        self.denoiser = EDMDenoiser(UNet1D(config.unet_config()), config.edm_config())
+        self.denoiser = EDMDenoiser(build_backbone(config.backbone, config.backbone_config()), config.edm_config())
         defaults = EnvelopeModel()
         self.register_buffer("envelope_params", torch.tensor([defaults.intercept, defaults.slope, defaults.attack, defaults.release]))
         self.register_buffer("pitch_range", torch.tensor([0.0, 127.0]))
@@ -78,9 +92,6 @@ class LatentSynth(nn.Module):
         self.envelope_params.copy_(torch.tensor([envelope.intercept, envelope.slope, envelope.attack, envelope.release]))
         self.pitch_range.copy_(torch.tensor([float(low), float(high)]))
 
-    def null_condition(self, frames: int) -> torch.Tensor:
-        return torch.zeros(1, COND_CHANNELS, frames, device=self.envelope_params.device)
-
     def condition_from_notes(self, notes: Sequence[Note], frames: int) -> torch.Tensor:
         """``[1, COND_CHANNELS, frames]`` from MIDI notes: exact pitch, modelled envelope."""
         pitch, voiced = pitch_from_notes(notes, frames, self.hop, self.sample_rate)
@@ -99,10 +110,10 @@ class LatentSynth(nn.Module):
     @torch.no_grad()
     def generate_latent(self, cond: torch.Tensor, steps: int = 18, sampler: str = "heun", cfg: float = 1.0,
                         generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-        """Sample latents ``[B, latent_dim, frames]`` for conditions ``[B, COND_CHANNELS, frames]``."""
-        denoiser = self.denoiser if cfg == 1.0 else ClassifierFreeGuidance(self.denoiser, cfg, self.null_condition(1))
+        """Sample latents ``[B, latent_dim, frames]`` for condition curves ``[B, COND_CHANNELS, frames]``."""
+        denoiser = self.denoiser if cfg == 1.0 else ClassifierFreeGuidance(self.denoiser, cfg)
         shape = (cond.shape[0], self.vae.config.latent_dim, cond.shape[-1])
-        return sample(denoiser, shape, steps=steps, sampler=sampler, cond=cond, config=self.denoiser.config,
+        return sample(denoiser, shape, steps=steps, sampler=sampler, cond={CURVES: cond}, config=self.denoiser.config,
                       generator=generator, device=cond.device, progress=progress)
 
 

@@ -8,27 +8,20 @@ MIDI (its last event), at the model's sample rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from stemkit.audio.io import save_audio
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import MidiTrack, Note, read_midi
-from stemkit.separation.separator import pick_device
-from stemkit.synthesis.checkpoints import DEFAULT_SYNTH, load_synth
+from stemkit.jobs import JobInput, JobReport, collect_inputs, pick_device, run_batch
+from stemkit.models import load_model
 from stemkit.synthesis.conditioning import frame_count
 from stemkit.synthesis.latent_synth import LatentSynth, split_voices
 
 MIDI_SUFFIXES = (".mid", ".midi")
-
-
-@dataclass
-class SynthReport:
-    written: list[Path] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  #: inputs whose output existed
+DEFAULT_SYNTH = "violin-ldm-chorales"
 
 
 class Synthesizer:
@@ -52,7 +45,7 @@ class Synthesizer:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         if not cfg >= 0:
             raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
-        self.model, self.meta = load_synth(model)
+        self.model, self.meta = load_model(model, family="latent-synth")
         self.model.to(pick_device(device))
         if instrument is not None and instrument != self.model.config.instrument:
             raise StemkitError(f"model {self.name} synthesizes {self.model.config.instrument}, not {instrument}")
@@ -118,49 +111,34 @@ def select_tracks(tracks: list[MidiTrack], wanted: list[str] | None, source: Pat
     return chosen
 
 
-def collect_midi(paths: list[str | Path], instrument: str | None = None) -> list[tuple[Path, str]]:
-    """``(MIDI file, output name)`` for each input file, the MIDI files of a folder (recursively), or
-    the ``stems_MIDI`` of ``instrument`` in a chorale dataset — named ``<track>_<stem>`` as
-    ``stemkit eval-synth`` names a chorale dataset's stems."""
-    from stemkit.data.layout import is_dataset, list_stem_files
+def _dataset_stems(instrument: str | None):
+    def stems(folder: Path) -> list[JobInput]:
+        from stemkit.data.layout import list_stem_files
 
-    found: list[tuple[Path, str]] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_file():
-            if path.suffix.lower() not in MIDI_SUFFIXES:
-                raise StemkitError(f"{path} is not a MIDI file (.mid, .midi)")
-            found.append((path, path.stem))
-        elif path.is_dir():
-            if is_dataset(path):
-                found.extend((stem.midi, stem.name) for stem in list_stem_files(path, instrument) if stem.midi)
-                continue
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
-            found.extend((p, str(p.relative_to(path).with_suffix("")).replace("/", "_")) for p in files)
-        else:
-            raise StemkitError(f"input not found: {path}")
-    if not found:
-        raise StemkitError("no MIDI files in the inputs" + (f" (no {instrument} stems)" if instrument else ""))
-    names: dict[str, Path] = {}
-    for midi, name in found:
-        if names.setdefault(name, midi) != midi:
-            raise StemkitError(f"two inputs would write the same output {name!r}: {names[name]} and {midi}")
-    return list(dict.fromkeys(found))
+        return [JobInput(stem.midi, stem.name) for stem in list_stem_files(folder, instrument) if stem.midi]
+
+    return stems
 
 
-def synthesize_many(synth: Synthesizer, inputs: list[tuple[Path, str]], out: Path, format: str = "wav", seed: int = 0,
+def collect_midi(paths: list[str | Path], instrument: str | None = None) -> list[JobInput]:
+    """Each input MIDI file, the MIDI files of a folder (recursively), or the ``stems_MIDI`` of
+    ``instrument`` in a chorale dataset — named ``<track>_<stem>`` as ``stemkit eval-synth`` names a
+    chorale dataset's stems."""
+    what = "MIDI files" + (f" ({instrument} stems in datasets)" if instrument else "")
+    return collect_inputs(paths, MIDI_SUFFIXES, what, from_dataset=_dataset_stems(instrument), recursive=True)
+
+
+def synthesize_many(synth: Synthesizer, inputs: list[JobInput], out: Path, format: str = "wav", seed: int = 0,
                     overwrite: bool = False, shard: tuple[int, int] = (0, 1), single_file: bool = False,
-                    tracks: list[str] | None = None, progress: bool = True) -> SynthReport:
+                    tracks: list[str] | None = None, progress: bool = True) -> JobReport:
     """Render this shard's inputs to ``out/<name>.<format>`` (or to ``out`` itself with ``single_file``);
     existing outputs are skipped unless ``overwrite``, so an interrupted batch resumes."""
-    report = SynthReport()
-    index, count = shard
-    mine = inputs[index::count]
-    for midi, name in tqdm(mine, desc="synthesizing", unit="file", disable=not progress or len(mine) < 2):
-        target = out if single_file else out / f"{name}.{format}"
+
+    def work(item: JobInput) -> list[Path]:
+        target = out if single_file else out / f"{item.name}.{format}"
         if target.exists() and not overwrite:
-            report.skipped.append(name)
-            continue
-        audio = synth.synthesize_file(midi, seed=seed, tracks=tracks)
-        report.written.append(save_audio(target, audio, synth.sample_rate))
-    return report
+            return []
+        audio = synth.synthesize_file(item.path, seed=seed, tracks=tracks)
+        return [save_audio(target, audio, synth.sample_rate)]
+
+    return run_batch(inputs, work, shard, progress, desc="synthesizing")

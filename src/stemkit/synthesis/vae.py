@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
+
+from stemkit.registry import register_family
 
 
 @dataclass
@@ -91,6 +94,7 @@ class BiLSTM(nn.Module):
         return x + out.transpose(1, 2)
 
 
+@register_family("vae", task="autoencoder", config_class=VAEConfig)
 class AudioVAE(nn.Module):
     """``encode`` → (mean, log-variance) ``[B, latent_dim, T/hop]``; ``decode`` → audio ``[B, 1, T]``."""
 
@@ -146,3 +150,16 @@ class AudioVAE(nn.Module):
         mean, logvar = self.encode(torch.nn.functional.pad(flat, (0, pad)))
         latent = self.sample(mean, logvar) if sample else mean
         return self.decode(latent)[..., :length].reshape(*lead, length)
+
+
+def load_vae(name_or_path: str | Path) -> AudioVAE:
+    """An audio VAE (eval mode) from a VAE file, or the VAE inside a model that bundles one (a latent
+    synthesizer carries the decoder its latents mean something to)."""
+    from stemkit.errors import StemkitError
+    from stemkit.models import load_model
+
+    model, meta = load_model(name_or_path)
+    vae = model if isinstance(model, AudioVAE) else getattr(model, "vae", None)
+    if not isinstance(vae, AudioVAE):
+        raise StemkitError(f"{name_or_path} is a {meta['family']} model and holds no audio VAE")
+    return vae.eval()

@@ -31,9 +31,11 @@ from stemkit.data.monophonic import MonophonicCropDataset, find_monophonic
 from stemkit.errors import StemkitError
 from stemkit.parallel import loader_processes
 from stemkit.synthesis.conditioning import EnvelopeModel, condition_tensor, fit_envelope_model
-from stemkit.synthesis.latent_synth import LatentSynth, LatentSynthConfig, note_range
+from stemkit.diffusion.conditions import NULL
+from stemkit.synthesis.latent_synth import CURVES, LatentSynth, LatentSynthConfig, note_range
 from stemkit.training.monophonic_data import require_valid_dir, warn_if_shared
 from stemkit.training.schedules import warmup_cosine
+from stemkit.training.system import StemkitSystem
 
 
 def _file_key(path: str) -> str:
@@ -114,7 +116,7 @@ class LatentDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Encode the crops that are not cached yet (rank 0 only under DDP)."""
-        from stemkit.synthesis.checkpoints import load_vae
+        from stemkit.synthesis.vae import load_vae
 
         todo = [plan for plan in self._plans() if not self._cache_path(plan[0], plan[1], plan[2], plan[3]).exists()]
         if not todo:
@@ -217,7 +219,7 @@ class LatentCropDataset(torch.utils.data.Dataset):
         return item
 
 
-class LatentSynthSystem(L.LightningModule):
+class LatentSynthSystem(StemkitSystem):
     """Trains the EDM denoiser of a :class:`~stemkit.synthesis.latent_synth.LatentSynth` on cached latents.
 
     Args:
@@ -227,6 +229,8 @@ class LatentSynthSystem(L.LightningModule):
         ema_decay: decay of the exponential moving average of the denoiser's weights.
         valid_steps, valid_sampler: how validation samples (it decodes and scores the audio).
     """
+
+    family = "latent-synth"
 
     def __init__(
         self,
@@ -241,13 +245,13 @@ class LatentSynthSystem(L.LightningModule):
         valid_sampler: str = "heun",
     ) -> None:
         super().__init__()
-        from stemkit.synthesis.checkpoints import load_vae
+        from stemkit.synthesis.vae import load_vae
 
         if isinstance(net, dict):
             net = LatentSynthConfig(**net)
         source = load_vae(vae)
         net.vae = source.config.to_dict()
-        self.save_hyperparameters({"architecture": "latent-synth", "net": net.to_dict(), "vae": vae, "lr": lr,
+        self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "vae": vae, "lr": lr,
                                    "warmup_steps": warmup_steps, "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio,
                                    "ema_decay": ema_decay, "valid_steps": valid_steps, "valid_sampler": valid_sampler})
         self.config = net
@@ -274,11 +278,12 @@ class LatentSynthSystem(L.LightningModule):
             self.model.set_data_facts(envelope, low, high)
             print(f"fitted envelope model {envelope.to_dict()}; pitch range {low}-{high}")
 
-    def _condition(self, batch: dict, drop: float = 0.0) -> torch.Tensor:
-        cond = condition_tensor(batch["pitch"], batch["voiced"], batch["envelope"])
+    def _condition(self, batch: dict, drop: float = 0.0) -> dict[str, torch.Tensor]:
+        """The denoiser's conditions; with ``drop``, that share of items is asked for the null (CFG training)."""
+        curves = condition_tensor(batch["pitch"], batch["voiced"], batch["envelope"])
+        cond = {CURVES: curves}
         if drop > 0:
-            keep = (torch.rand(cond.shape[0], 1, 1, device=cond.device) >= drop).to(cond.dtype)
-            cond = cond * keep
+            cond[NULL] = torch.rand(curves.shape[0], device=curves.device) < drop
         return cond
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -301,14 +306,15 @@ class LatentSynthSystem(L.LightningModule):
         from stemkit.metrics.synthesis import log_mel_l1
 
         cond = self._condition(batch)
-        generator = torch.Generator(device=cond.device).manual_seed(batch_idx)
+        device = batch["mean"].device
+        generator = torch.Generator(device=device).manual_seed(batch_idx)
         # the denoising loss at fixed noise levels and noise: comparable across validations
         for sigma in (0.1, 1.0, 10.0):
-            noise = torch.randn(batch["mean"].shape, generator=generator, device=cond.device)
+            noise = torch.randn(batch["mean"].shape, generator=generator, device=device)
             denoised = self.ema(batch["mean"] + sigma * noise, sigma, cond)
-            self.log(f"valid/mse_sigma{sigma:g}", (denoised - batch["mean"]).pow(2).mean(), batch_size=cond.shape[0])
+            self.log(f"valid/mse_sigma{sigma:g}", (denoised - batch["mean"]).pow(2).mean(), batch_size=noise.shape[0])
         latent = sample(self.ema, batch["mean"].shape, steps=self.hparams.valid_steps, sampler=self.hparams.valid_sampler,
-                        cond=cond, config=self.ema.config, generator=generator, device=cond.device)
+                        cond=cond, config=self.ema.config, generator=generator, device=device)
         audio = self.model.vae.decode(latent)
         for ref, est in zip(batch["audio"], audio):
             self._valid.append(log_mel_l1(ref[0], est[0], self.model.sample_rate))

@@ -23,11 +23,12 @@ import torch
 
 from stemkit.errors import StemkitError
 from stemkit.metrics.separation import aggregate, evaluate_track
-from stemkit.separation.checkpoints import load_model
+from stemkit.models import load_model
 from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig
 from stemkit.separation.schedules import beta_schedule
 from stemkit.separation.separator import separate_with_model
 from stemkit.training.schedules import warmup_cosine
+from stemkit.training.system import StemkitSystem
 
 
 def lasaft_loss(model: LaSAFT, batch: dict, beta: torch.Tensor | None = None) -> torch.Tensor:
@@ -84,7 +85,7 @@ def sample_remix_betas(
     return betas
 
 
-class LaSAFTSystem(L.LightningModule):
+class LaSAFTSystem(StemkitSystem):
     """Trains a :class:`~stemkit.separation.lasaft.LaSAFT`.
 
     Args:
@@ -102,6 +103,8 @@ class LaSAFTSystem(L.LightningModule):
         remix_max_steps: largest progressive step count β is drawn for.
         remix_oracle_share: share of remixed crops that boost the true target instead of the estimate.
     """
+
+    family = "lasaft"
 
     def __init__(
         self,
@@ -126,7 +129,7 @@ class LaSAFTSystem(L.LightningModule):
         if remix_max_steps < 2:
             raise ValueError(f"remix_max_steps must be at least 2, got {remix_max_steps}")
         beta_schedule(remix_schedule, remix_max_steps)  # fails early on a bad schedule
-        self.save_hyperparameters({"net": net.to_dict(), "lr": lr, "warmup_steps": warmup_steps,
+        self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "lr": lr, "warmup_steps": warmup_steps,
                                    "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio,
                                    "valid_overlap": valid_overlap, "valid_metrics": valid_metrics,
                                    "init_from": init_from, "remix_probability": remix_probability,
@@ -194,7 +197,7 @@ def load_matching_weights(model: LaSAFT, source: str) -> None:
     The architectures must agree except for ``beta_condition``, which is what lets a remix-aware
     model start from a plain one.
     """
-    donor, meta = load_model(source)
+    donor, meta = load_model(source, family="lasaft")
     mine, theirs = model.config.to_dict(), donor.config.to_dict()
     mine.pop("beta_condition"), theirs.pop("beta_condition")
     if mine != theirs:

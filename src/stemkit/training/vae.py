@@ -23,11 +23,12 @@ from stemkit.synthesis.losses import (
     multi_resolution_stft_loss,
 )
 from stemkit.synthesis.vae import AudioVAE, VAEConfig
+from stemkit.training.system import StemkitSystem
 
 DEFAULT_WEIGHTS = {"l1": 0.1, "l2": 0.1, "mrstft": 1.0, "adversarial": 1.0, "feature": 2.0}
 
 
-class VAESystem(L.LightningModule):
+class VAESystem(StemkitSystem):
     """Trains an :class:`~stemkit.synthesis.vae.AudioVAE`.
 
     Args:
@@ -41,6 +42,8 @@ class VAESystem(L.LightningModule):
         discriminator_channels: width of the discriminator's first layer.
         stft_sizes: FFT sizes of the multi-resolution STFT loss.
     """
+
+    family = "vae"
 
     def __init__(
         self,
@@ -61,7 +64,7 @@ class VAESystem(L.LightningModule):
         unknown = set(weights) - set(DEFAULT_WEIGHTS)
         if unknown:
             raise ValueError(f"unknown loss weights {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
-        self.save_hyperparameters({"architecture": "vae", "net": net.to_dict(), "lr": lr, "lr_discriminator": lr_discriminator,
+        self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "lr": lr, "lr_discriminator": lr_discriminator,
                                    "kl_weight": kl_weight, "loss_weights": weights, "balance": balance,
                                    "adversarial_start": adversarial_start, "discriminator_channels": discriminator_channels,
                                    "stft_sizes": list(stft_sizes or [2048, 1024, 512, 256, 128])})

@@ -5,8 +5,10 @@ frame by the conditions (pitch, envelope), with some context needed for attacks 
 U-Net sees the frame itself at full resolution and wider context at each halving; the
 frame-aligned condition is concatenated to the noisy input and, pooled, added again at every
 scale so deep levels do not have to carry it down. The noise level enters every residual block
-as a FiLM scale and shift from a sinusoidal embedding of ``c_noise``. Signature as EDM wants:
-``F(x_in, c_noise, cond)``.
+as a FiLM scale and shift from a sinusoidal embedding of ``c_noise``; a global vector condition,
+if any, is projected and added to that embedding, so it modulates every block the same way.
+Signature as EDM wants: ``F(x_in, c_noise, cond)`` with ``cond`` a mapping of named conditions
+(:mod:`stemkit.diffusion.conditions`): ``frames`` ones concatenated, ``vector`` ones FiLM.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from stemkit.diffusion.backbones.registry import register_backbone
+from stemkit.diffusion.conditions import ConditionSpec, Conditions, FrameCondition, VectorCondition, condition_specs
+
 
 @dataclass
 class UNet1DConfig:
     in_channels: int = 16
-    cond_channels: int = 0
+    #: the conditions read: ``frames`` ([B, dim, T], concatenated in this order) and global ``vector`` ([B, dim])
+    conditions: list[dict] = field(default_factory=list)
     channels: list[int] = field(default_factory=lambda: [64, 128, 256])  #: width per scale (each halves time)
     blocks_per_level: int = 2
     embedding_dim: int = 128
@@ -29,6 +35,19 @@ class UNet1DConfig:
     attention: bool = True  #: self-attention at the coarsest scale
     heads: int = 4
     attention_window: int = 32  #: attend within windows of this many coarsest-scale frames (0 = whole sequence)
+
+    def __post_init__(self) -> None:
+        kinds = {spec.kind for spec in self.specs()}
+        if kinds - {"frames", "vector"}:
+            raise ValueError(f"unet1d reads frames and vector conditions, not {sorted(kinds - {'frames', 'vector'})}")
+
+    def specs(self) -> list[ConditionSpec]:
+        return condition_specs(self.conditions)
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of all frame conditions together (concatenated to the input)."""
+        return sum(spec.dim for spec in self.specs() if spec.kind == "frames")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,14 +115,20 @@ class SelfAttention(nn.Module):
         return x + out
 
 
+@register_backbone("unet1d", UNet1DConfig)
 class UNet1D(nn.Module):
-    """``F(x_in [B, C, T], c_noise [B], cond [B, Cc, T] | None) → [B, C, T]``; any ``T`` (padded inside)."""
+    """``F(x_in [B, C, T], c_noise [B], cond) → [B, C, T]``; any ``T`` (padded inside). Absent
+    conditions read as their null."""
 
     def __init__(self, config: UNet1DConfig) -> None:
         super().__init__()
         self.config = config
         c, emb, k = config.channels, config.embedding_dim, config.kernel_size
         self.embed = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        specs = config.specs()
+        # parameter-free (zero-null) frame conditions add no weights, so older checkpoints load unchanged
+        self.frame_conditions = nn.ModuleList(FrameCondition(s) for s in specs if s.kind == "frames")
+        self.vector_conditions = nn.ModuleList(VectorCondition(s, emb) for s in specs if s.kind == "vector")
         self.conv_in = nn.Conv1d(config.in_channels + config.cond_channels, c[0], k, padding=k // 2)
         entering = [c[0]] + list(c[:-1])  # width of h where each level starts
         self.cond_in = nn.ModuleList(nn.Conv1d(config.cond_channels, w, 1) for w in entering) if config.cond_channels else None
@@ -134,22 +159,26 @@ class UNet1D(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Conditions | None = None) -> torch.Tensor:
         cfg = self.config
-        length = x.shape[-1]
+        batch, length = x.shape[0], x.shape[-1]
         multiple = 2 ** (len(cfg.channels) - 1)
         pad = (-length) % multiple
-        if cfg.cond_channels:
-            if cond is None:
-                cond = x.new_zeros(x.shape[0], cfg.cond_channels, length)
-            cond = nn.functional.pad(cond, (0, pad))
+        if self.frame_conditions:
+            curves = [c(cond, batch, (c.spec.dim, length), x) for c in self.frame_conditions]
+            frames = curves[0] if len(curves) == 1 else torch.cat(curves, dim=1)
+            if frames.shape[-1] != length:
+                raise ValueError(f"frame conditions have {frames.shape[-1]} frames, the input {length}")
+            cond_frames = nn.functional.pad(frames, (0, pad))
         x = nn.functional.pad(x, (0, pad))
-        emb = self.embed(sinusoidal_embedding(c_noise.reshape(-1).expand(x.shape[0]), cfg.embedding_dim))
-        h = self.conv_in(torch.cat([x, cond], dim=1) if cfg.cond_channels else x)
+        emb = self.embed(sinusoidal_embedding(c_noise.reshape(-1).expand(batch), cfg.embedding_dim))
+        for vector in self.vector_conditions:
+            emb = emb + vector(cond, batch, (vector.spec.dim,), x)
+        h = self.conv_in(torch.cat([x, cond_frames], dim=1) if self.frame_conditions else x)
         skips = []
         for level, (blocks, down) in enumerate(zip(self.down, self.downsample)):
             if self.cond_in is not None:
-                pooled = nn.functional.avg_pool1d(cond, 2**level) if level else cond
+                pooled = nn.functional.avg_pool1d(cond_frames, 2**level) if level else cond_frames
                 h = h + self.cond_in[level](pooled)
             for block in blocks:
                 h = block(h, emb)

@@ -1,0 +1,42 @@
+"""What every training system shares: it records its model family, and can export its model itself.
+
+Why: ``stemkit export CKPT`` and ``load_pretrained(CKPT)`` must know what a checkpoint holds without
+guessing from its contents, and the exported weights must be the ones validation scored (the EMA,
+where a system keeps one). So each system saves ``family`` and ``net`` (the model config) among its
+hyper-parameters, keeps the inference model as ``self.model`` (and an EMA, if any, as ``self.ema``),
+and every checkpoint carries the facts of the run (stemkit version, commit, hardware) for the card.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning as L
+from torch import nn
+
+from stemkit.models import CHECKPOINT_PROVENANCE_KEY, system_weights
+from stemkit.registry import get_family
+
+
+class StemkitSystem(L.LightningModule):
+    """Base class of the Lightning systems; subclasses set :attr:`family` and save ``family`` and ``net``."""
+
+    family: ClassVar[str]
+    _facts: dict[str, Any] | None = None
+
+    def export_model(self) -> nn.Module:
+        """A fresh inference model (eval mode, CPU) with this system's weights — EMA ones where kept."""
+        family = get_family(self.hparams["family"])
+        model = family.build(self.hparams["net"])
+        model.load_state_dict(system_weights({k: v.detach().cpu() for k, v in self.state_dict().items()}, family.ema_of))
+        return model.eval()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from stemkit.provenance import runtime_facts
+
+        if self._facts is None:
+            trainer = self._trainer
+            devices = trainer.num_devices * trainer.num_nodes if trainer is not None else None
+            accelerator = type(trainer.accelerator).__name__.lower().removesuffix("accelerator") if trainer is not None else None
+            self._facts = runtime_facts(devices, "gpu" if accelerator == "cuda" else accelerator)
+        checkpoint[CHECKPOINT_PROVENANCE_KEY] = self._facts
