@@ -114,7 +114,7 @@ def collect_inputs(
         path = Path(raw)
         if path.is_file():
             if not any_file and path.suffix.lower() not in suffixes:
-                raise StemkitError(f"{path} is not {what} ({', '.join(sorted(suffixes))})")
+                raise StemkitError(f"{path}: expected {what} ({', '.join(sorted(suffixes))})")
             found.append(JobInput(path, path.stem))
         elif path.is_dir():
             if from_dataset is not None and is_dataset(path):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from stemkit.diffusion.codecs import register_codec
 from stemkit.registry import register_family
 
 
@@ -94,6 +95,7 @@ class BiLSTM(nn.Module):
         return x + out.transpose(1, 2)
 
 
+@register_codec("audio-vae", VAEConfig)
 @register_family("vae", task="autoencoder", config_class=VAEConfig)
 class AudioVAE(nn.Module):
     """``encode`` → (mean, log-variance) ``[B, latent_dim, T/hop]``; ``decode`` → audio ``[B, 1, T]``."""
@@ -127,6 +129,18 @@ class AudioVAE(nn.Module):
             raise ValueError(f"audio length {audio.shape[-1]} is not a multiple of the hop {self.hop}: use reconstruct() or pad")
         h = self.encoder(audio)
         return self.to_mean(h), self.to_logvar(h).clamp(-30.0, 20.0)
+
+    @property
+    def feature_channels(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """The codec view (:mod:`stemkit.diffusion.codecs`): the posterior mean of ``audio``."""
+        return self.encode(audio)[0]
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return self.decoder(latent)
