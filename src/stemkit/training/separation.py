@@ -17,7 +17,6 @@ and the SiSEC metrics (cSDR, uSDR) per target, so checkpoints are chosen by what
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 

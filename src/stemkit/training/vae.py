@@ -8,7 +8,6 @@ facing a decoder that cannot yet produce a tone only teaches it noise.
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 

@@ -14,4 +14,15 @@ from stemkit.diffusion.backbones.unet1d import UNet1D, UNet1DConfig
 from stemkit.diffusion.backbones.dit import DiT, DiTConfig
 from stemkit.diffusion.backbones.t5film import T5FiLM, T5FiLMConfig
 
-__all__ = ["BACKBONES", "DiT", "DiTConfig", "T5FiLM", "T5FiLMConfig", "UNet1D", "UNet1DConfig", "backbone_config", "build_backbone", "register_backbone"]
+__all__ = [
+    "BACKBONES",
+    "DiT",
+    "DiTConfig",
+    "T5FiLM",
+    "T5FiLMConfig",
+    "UNet1D",
+    "UNet1DConfig",
+    "backbone_config",
+    "build_backbone",
+    "register_backbone",
+]

@@ -1,0 +1,288 @@
+"""T5 encoders over token sequences and a FiLM-conditioned T5 decoder over frames (spectrogram diffusion).
+
+What the paper did. Hawthorne et al. 2022 ("Multi-instrument music synthesis with spectrogram
+diffusion") render a mel spectrogram segment from MIDI: a T5 *note encoder* reads the segment's note
+events, a second T5 *context encoder* reads the previous segment's (generated) spectrogram, and a
+T5 *decoder* over the noisy spectrogram frames cross-attends to the **concatenation of both
+encodings** (``concat_encodings``) and takes the diffusion noise level by **FiLM** — a scale and
+shift regressed from the noise embedding and applied after the decoder's layer norms. Sequence
+models suit the problem: notes are events, not frames, and attention lets each frame find the notes
+that sound in it wherever they sit in the event list.
+
+What this module does, and why:
+
+- ``x`` is ``[B, C, T]`` (``C`` mel bins, ``T`` frames), read as a sequence of ``T`` frames, each
+  linearly projected to ``width``.
+- One encoder per ``tokens`` condition (:class:`~stemkit.diffusion.conditions.TokenCondition`):
+  ids (``vocab > 0``, e.g. note events) are embedded, continuous features (``vocab == 0``, e.g. the
+  previous segment's spectrogram as ``[B, L, dim]``) linearly projected. T5 style: pre-norm with
+  RMSNorm (scale only, no mean, no bias), bias-free attention with the key padding mask, gated-GELU
+  MLP, a final RMSNorm.
+- Positions: *absolute*, added once at the input of each stack — fixed sinusoidal tables by default
+  (as the released model, whose position tables are frozen), or learned tables with
+  ``positions: learned``. ``max_frames`` / ``max_tokens`` bound the tables; longer inputs are an
+  error. (T5's relative position buckets are not used: segments have a fixed length here, as in the
+  paper, so absolute positions lose nothing and keep the attention a plain fused kernel.)
+- Mask convention: condition masks are **True = a real token** (``<name>_mask``), and that is the
+  convention of a boolean ``attn_mask`` in :func:`torch.nn.functional.scaled_dot_product_attention`
+  (True = may attend), so masks are passed unchanged — never inverted, as ``nn.MultiheadAttention``'s
+  ``key_padding_mask`` (True = ignore) would require.
+- Decoder layer: ``h += SelfAttn(FiLM(RMSNorm(h)))``, ``h += CrossAttn(RMSNorm(h), encodings)``,
+  ``h += MLP(FiLM(RMSNorm(h)))``. FiLM (``y·(1+scale)+shift``, its own linear per sub-layer) sits after
+  the norm of the self-attention and of the MLP sub-layers, not of the cross-attention — the
+  placement of the released decoder. The FiLM input is MLP(sinusoidal(``c_noise``)) plus every global
+  ``vector`` condition (``[B, dim]``) through :class:`~stemkit.diffusion.conditions.VectorCondition`.
+- Output: final RMSNorm and a zero-initialised linear back to ``C``, so at initialisation the network
+  outputs exactly zero (EDM's ``D = c_skip·x``).
+- Without any ``tokens`` condition there are no encoders and the decoder skips cross-attention (a
+  purely noise- and vector-conditioned model); ``frames`` conditions are rejected (use ``unet1d`` or
+  ``dit``, or pass frames as a continuous token sequence).
+- Null conditions: a null item gets a single (zero or learned) token from ``TokenCondition``, so
+  cross-attention always has a real key; ``NULL`` therefore works for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from stemkit.diffusion.backbones.dit import sinusoidal_positions
+from stemkit.diffusion.backbones.registry import register_backbone
+from stemkit.diffusion.backbones.unet1d import sinusoidal_embedding
+from stemkit.diffusion.conditions import ConditionSpec, Conditions, TokenCondition, VectorCondition, condition_specs
+
+POSITIONS = ("sinusoidal", "learned")
+
+
+@dataclass
+class T5FiLMConfig:
+    in_channels: int = 128  #: mel bins per frame
+    width: int = 512
+    encoder_layers: int = 4  #: layers of each token encoder
+    decoder_layers: int = 4
+    heads: int = 8
+    mlp_dim: int = 1024  #: gated-GELU hidden width
+    max_frames: int = 256  #: longest frame sequence (size of the decoder's position table)
+    max_tokens: int = 2048  #: longest token sequence (size of each encoder's position table)
+    dropout: float = 0.0
+    #: the conditions read: ``tokens`` (one encoder each) and global ``vector`` ([B, dim], into FiLM)
+    conditions: list[dict] = field(default_factory=list)
+    embedding_dim: int = 512  #: width of the noise embedding that drives FiLM
+    positions: str = "sinusoidal"  #: absolute positions: ``sinusoidal`` (fixed) or ``learned``
+
+    def __post_init__(self) -> None:
+        kinds = {spec.kind for spec in self.specs()}
+        if "frames" in kinds:
+            names = [s.name for s in self.specs() if s.kind == "frames"]
+            raise ValueError(f"t5film reads tokens and vector conditions, not frames ({', '.join(names)}); "
+                             "use unet1d or dit, or pass the curves as a continuous tokens condition")
+        for name in ("in_channels", "width", "heads", "mlp_dim", "max_frames", "max_tokens", "embedding_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"t5film: {name} must be ≥ 1, got {getattr(self, name)}")
+        if self.encoder_layers < 0 or self.decoder_layers < 0:
+            raise ValueError("t5film: encoder_layers and decoder_layers must be ≥ 0")
+        if self.width % self.heads:
+            raise ValueError(f"t5film: width {self.width} is not a multiple of heads {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"t5film: dropout must be in [0, 1), got {self.dropout}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"t5film: positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+
+    def specs(self) -> list[ConditionSpec]:
+        return condition_specs(self.conditions)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    """T5's layer norm: divide by the root mean square, scale; no mean subtraction, no bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+class Attention(nn.Module):
+    """Bias-free multi-head attention of ``x`` to ``context`` (itself when None).
+
+    ``keep`` is ``[B, L_context]`` bool, **True = attend to this key** (SDPA's boolean convention)."""
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.q = nn.Linear(width, width, bias=False)
+        self.k = nn.Linear(width, width, bias=False)
+        self.v = nn.Linear(width, width, bias=False)
+        self.o = nn.Linear(width, width, bias=False)
+
+    def _split(self, t: Tensor) -> Tensor:
+        batch, length, width = t.shape
+        return t.reshape(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
+        context = x if context is None else context
+        mask = keep[:, None, None, :] if keep is not None else None
+        out = F.scaled_dot_product_attention(self._split(self.q(x)), self._split(self.k(context)), self._split(self.v(context)),
+                                             attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.o(out.transpose(1, 2).reshape(x.shape))
+
+
+class GatedGELU(nn.Module):
+    """T5.1.1's MLP: ``wo(GELU(wi₀·x) ⊙ wi₁·x)``, bias-free."""
+
+    def __init__(self, width: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.wi_gate = nn.Linear(width, hidden, bias=False)
+        self.wi_value = nn.Linear(width, hidden, bias=False)
+        self.wo = nn.Linear(hidden, width, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.wo(self.drop(F.gelu(self.wi_gate(x), approximate="tanh") * self.wi_value(x)))
+
+
+class FiLM(nn.Module):
+    """``y·(1 + scale) + shift`` with scale and shift regressed from the (SiLU'd) noise embedding."""
+
+    def __init__(self, embedding_dim: int, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(embedding_dim, 2 * width)
+
+    def forward(self, y: Tensor, emb: Tensor) -> Tensor:
+        scale, shift = self.linear(F.silu(emb))[:, None].chunk(2, dim=-1)
+        return y * (1 + scale) + shift
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_attn = RMSNorm(width)
+        self.attn = Attention(width, heads, dropout)
+        self.norm_mlp = RMSNorm(width)
+        self.mlp = GatedGELU(width, mlp_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, keep: Tensor) -> Tensor:
+        h = h + self.drop(self.attn(self.norm_attn(h), keep=keep))
+        return h + self.drop(self.mlp(self.norm_mlp(h)))
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention (FiLM after its norm), cross-attention to the encodings, MLP (FiLM after its norm)."""
+
+    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float, embedding_dim: int, cross: bool) -> None:
+        super().__init__()
+        self.norm_self = RMSNorm(width)
+        self.film_self = FiLM(embedding_dim, width)
+        self.self_attn = Attention(width, heads, dropout)
+        self.norm_cross = RMSNorm(width) if cross else None
+        self.cross_attn = Attention(width, heads, dropout) if cross else None
+        self.norm_mlp = RMSNorm(width)
+        self.film_mlp = FiLM(embedding_dim, width)
+        self.mlp = GatedGELU(width, mlp_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, emb: Tensor, memory: Tensor | None, memory_keep: Tensor | None) -> Tensor:
+        h = h + self.drop(self.self_attn(self.film_self(self.norm_self(h), emb)))
+        if self.cross_attn is not None and memory is not None:
+            h = h + self.drop(self.cross_attn(self.norm_cross(h), memory, memory_keep))
+        return h + self.drop(self.mlp(self.film_mlp(self.norm_mlp(h), emb)))
+
+
+class Positions(nn.Module):
+    """Absolute positions ``0 … length-1`` as ``[length, width]``: a fixed sinusoidal or a learned table."""
+
+    def __init__(self, kind: str, max_length: int, width: int, what: str) -> None:
+        super().__init__()
+        self.max_length, self.what = max_length, what
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(max_length, width) * 0.02)
+        else:
+            self.register_buffer("table", sinusoidal_positions(max_length, width), persistent=False)
+
+    def forward(self, length: int) -> Tensor:
+        if length > self.max_length:
+            raise ValueError(f"t5film: {length} {self.what}, more than the {self.max_length} the model was built for")
+        return self.table[:length]
+
+
+class TokenEncoder(nn.Module):
+    """A T5 encoder over one ``tokens`` condition: ``(encoded [B, L, width], keep [B, L])``."""
+
+    def __init__(self, spec: ConditionSpec, config: T5FiLMConfig) -> None:
+        super().__init__()
+        self.condition = TokenCondition(spec, config.width)
+        self.positions = Positions(config.positions, config.max_tokens, config.width, f"tokens in {spec.name!r}")
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(config.width, config.heads, config.mlp_dim, config.dropout)
+                                    for _ in range(config.encoder_layers))
+        self.norm = RMSNorm(config.width)
+
+    def forward(self, cond: Conditions | None, batch: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        tokens, keep = self.condition(cond, batch, like)
+        h = self.drop(tokens + self.positions(tokens.shape[1]).to(tokens.dtype))
+        for layer in self.layers:
+            h = layer(h, keep)
+        return self.drop(self.norm(h)), keep
+
+
+@register_backbone("t5film", T5FiLMConfig)
+class T5FiLM(nn.Module):
+    """``F(x_in [B, C, T], c_noise [B], cond) → [B, C, T]`` with ``T ≤ max_frames``. Absent
+    conditions read as their null."""
+
+    def __init__(self, config: T5FiLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        width, emb = config.width, config.embedding_dim
+        specs = config.specs()
+        self.encoders = nn.ModuleList(TokenEncoder(s, config) for s in specs if s.kind == "tokens")
+        self.vector_conditions = nn.ModuleList(VectorCondition(s, emb) for s in specs if s.kind == "vector")
+        self.embed = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.frames_in = nn.Linear(config.in_channels, width)
+        self.positions = Positions(config.positions, config.max_frames, width, "frames")
+        self.drop = nn.Dropout(config.dropout)
+        cross = len(self.encoders) > 0
+        self.layers = nn.ModuleList(DecoderLayer(width, config.heads, config.mlp_dim, config.dropout, emb, cross)
+                                    for _ in range(config.decoder_layers))
+        self.norm = RMSNorm(width)
+        self.out = nn.Linear(width, config.in_channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, c_noise: Tensor, cond: Conditions | None = None) -> Tensor:
+        cfg = self.config
+        if x.ndim != 3 or x.shape[1] != cfg.in_channels:
+            raise ValueError(f"t5film takes [B, {cfg.in_channels}, T], got shape {tuple(x.shape)}")
+        batch, _, length = x.shape
+        emb = self.embed(sinusoidal_embedding(c_noise.reshape(-1).expand(batch), cfg.embedding_dim).to(x.dtype))
+        for vector in self.vector_conditions:
+            raw = cond.get(vector.spec.name) if cond is not None else None
+            if raw is not None and raw.shape[1:] != (vector.spec.dim,):
+                raise ValueError(f"condition {vector.spec.name!r} must be [B, {vector.spec.dim}], got {tuple(raw.shape)}")
+            emb = emb + vector(cond, batch, (vector.spec.dim,), x)
+
+        memory = keep = None
+        if self.encoders:
+            encoded = [encoder(cond, batch, x) for encoder in self.encoders]
+            memory = torch.cat([e for e, _ in encoded], dim=1)  # concat_encodings: one sequence, masks alike
+            keep = torch.cat([k for _, k in encoded], dim=1)
+
+        h = self.frames_in(x.transpose(1, 2))
+        h = self.drop(h + self.positions(length).to(h.dtype))
+        for layer in self.layers:
+            h = layer(h, emb, memory, keep)
+        return self.out(self.drop(self.norm(h))).transpose(1, 2)
+
+
+__all__ = ["RMSNorm", "T5FiLM", "T5FiLMConfig"]
