@@ -162,6 +162,8 @@ def test_exported_vae_reconstructs_and_the_synth_bundles_it(synth_model):
     bundled = load_vae(synth_model["synth"])
     synth, meta = load_model(synth_model["synth"])
     assert meta["family"] == "latent-synth" and meta["task"] == "synthesis" and meta["provenance"]["data"] == "3 test chorales"
+    # what stemkit fit recorded in the checkpoint travels into the export: steps, code version, machine
+    assert meta["provenance"]["global_step"] > 0 and meta["provenance"]["stemkit"] and meta["provenance"]["hardware"]
     for a, b in zip(vae.state_dict().values(), bundled.state_dict().values()):
         assert torch.equal(a, b)
     low, high = (int(v) for v in synth.pitch_range)

@@ -14,8 +14,8 @@ import torch
 
 from stemkit.audio.io import save_audio
 from stemkit.errors import StemkitError
-from stemkit.midi.notes import MidiTrack, Note, read_midi
 from stemkit.jobs import JobInput, JobReport, collect_inputs, pick_device, run_batch
+from stemkit.midi.notes import MidiTrack, Note, read_midi
 from stemkit.models import load_model
 from stemkit.synthesis.conditioning import frame_count
 from stemkit.synthesis.latent_synth import LatentSynth, split_voices
