@@ -32,6 +32,18 @@ def run_cli(*args: str, check: bool = False, cwd: Path | None = None) -> subproc
 
 
 @pytest.fixture()
+def one_thread():
+    """One torch thread for tests on tiny tensors: on a small machine a second thread only fights the
+    other jobs (measured 10-50x slower); restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
 def cli(capsys):
     """Run ``stemkit ARGS`` in this process (the same ``main`` the console script calls, without the
     seconds of interpreter start-up); returns what ``run_cli`` returns. An uncaught exception — a

@@ -12,13 +12,7 @@ from stemkit.diffusion.backbones import BACKBONES, DiT, DiTConfig, T5FiLM, T5FiL
 from stemkit.diffusion.conditions import NULL, mask_key
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only fights the other jobs on the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only fights other jobs
 
 
 def perturb(net: torch.nn.Module, seed: int = 0, std: float = 0.3) -> torch.nn.Module:

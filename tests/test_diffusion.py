@@ -25,13 +25,7 @@ from stemkit.diffusion import (
 MU, STD = 0.5, 1.5  # the Gaussian "data" N(μ, s²I) whose ideal denoiser is closed-form
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only fights the other jobs on the machine (measured 10-50× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only fights other jobs
 
 
 def gaussian_denoiser(x: torch.Tensor, sigma: torch.Tensor, cond=None) -> torch.Tensor:

@@ -22,12 +22,7 @@ GOLDEN = Path(__file__).parent / "data" / "shipped_outputs.npz"
 TINY_VAE = dict(sample_rate=16000, channels=4, channel_mults=[1, 2], strides=[4, 4], latent_dim=4, dilations=[1], kernel_size=5, lstm=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only fights other jobs
 
 
 def test_shipped_models_give_the_outputs_recorded_before_the_registry_sample_for_sample():
