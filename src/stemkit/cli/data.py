@@ -39,7 +39,14 @@ def _add_chorales(sub: argparse._SubParsersAction) -> None:
                         "variants of, or share a voice line with, a held-out chorale)")
     p.add_argument("--seconds", type=float, default=None, help="cut each track to this many seconds (default: whole chorale)")
     p.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz")
-    p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont (default: system FluidR3_GM)")
+    p.add_argument("--soundfont", default=None,
+                   help="a .sf2/.sf3 General MIDI soundfont, or several separated by commas (each part then draws one) "
+                        "(default: the system's FluidR3_GM)")
+    p.add_argument("--performance", default="plain",
+                   help="how the chorales are played and recorded: plain (the original generator), varied (the training "
+                        "distribution: tempo, rubato, dynamics, articulation, tuning, balance, reverb/chorus, rooms, EQ "
+                        "drawn per track) or recital (a held-out setting for robustness tests: slow, rubato, legato, in a "
+                        "hall); every drawn value is recorded in metadata.yaml")
     p.add_argument("--seed", type=int, default=0, help="seed of the performance variation (tempo, dynamics, timing)")
     p.add_argument("--renditions", type=int, default=1, help="performances per chorale (more data from the same scores)")
     add_workers(p, 1, "tracks rendered")
@@ -58,7 +65,8 @@ def _run_chorales(args: argparse.Namespace) -> int:
             split=args.split,
             seconds=args.seconds,
             sample_rate=args.sample_rate,
-            soundfont=args.soundfont,
+            soundfont=[Path(f.strip()) for f in args.soundfont.split(",") if f.strip()] if args.soundfont else None,
+            performance=args.performance,
             seed=args.seed,
             workers=args.workers,
             renditions=args.renditions,

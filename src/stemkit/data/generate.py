@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ from stemkit.data.chorales import ChoraleSource, ScoreNote, extract_satb, perfor
 from stemkit.data.ensembles import ENSEMBLE_CHOICES, choose_instruments, fit_to_range
 from stemkit.data.layout import track_dir_name
 from stemkit.data.render import FluidSynthRenderer, check_soundfont, default_soundfont, import_fluidsynth
-from stemkit.errors import StemkitError
+from stemkit.data.performance import apply_recording, draw_rendering, get_style, perform_styled
+from stemkit.errors import StemkitError, StemkitWarning
 from stemkit.midi.notes import MidiTrack, write_midi
 from stemkit.outputs import check_output_dir
 from stemkit.parallel import worker_pool
@@ -43,8 +45,9 @@ class GenerateConfig:
     split: str = "train"
     seconds: float | None = None
     sample_rate: int = 16000
-    soundfont: Path | None = None
+    soundfont: Path | list[Path] | None = None  #: one soundfont, or several: each part draws one
     seed: int = 0
+    performance: str = "plain"  #: a style of :mod:`stemkit.data.performance`
     workers: int = 1
     renditions: int = 1
     progress: bool = True
@@ -88,8 +91,13 @@ def validate(config: GenerateConfig) -> GenerateConfig:
         raise StemkitError("--workers must be at least 1")
     if not 1 <= config.renditions < RENDITIONS_STRIDE:
         raise StemkitError(f"--renditions must be between 1 and {RENDITIONS_STRIDE - 1}")
+    get_style(config.performance)
     import_fluidsynth()
-    config.soundfont = check_soundfont(config.soundfont) if config.soundfont else default_soundfont()
+    fonts = config.soundfont if isinstance(config.soundfont, (list, tuple)) else [config.soundfont] if config.soundfont else []
+    config.soundfont = [check_soundfont(f) for f in fonts] or [default_soundfont()]
+    if config.split in ("train", "valid", "all") and any("musescore" in f.name.lower() for f in config.soundfont):
+        warnings.warn("the MuseScore General soundfonts are kept as the unseen-timbre test: training or choosing "
+                      "checkpoints on them voids that test", StemkitWarning, stacklevel=2)
     check_output_dir(config.out)
     return config
 
@@ -193,22 +201,36 @@ def build_track(job: TrackJob) -> float | None:
     for voice, instrument in zip(voices, instruments):
         pitches = fit_to_range([n.pitch for n in voice], instrument)
         fitted.append([ScoreNote(n.onset, n.duration, p, n.fermata) for n, p in zip(voice, pitches)])
-    performance = perform(fitted, rng, config.seconds)
+    style = get_style(config.performance)
+    if style.name == "plain":  # the original generator, draw for draw, so older datasets reproduce
+        performance = perform(fitted, rng, config.seconds)
+        voices, tempo, factors, rendering = performance.voices, performance.tempo, {"style": "plain"}, {}
+    else:
+        styled = perform_styled(fitted, rng, style, config.seconds)
+        voices, tempo, factors = styled.voices, styled.tempo, styled.factors
+        rendering = draw_rendering(style, rng, len(instruments), config.sample_rate)
+    fonts = config.soundfont
+    stem_fonts = [fonts[0]] * len(instruments) if len(fonts) == 1 else [fonts[int(rng.integers(len(fonts)))] for _ in instruments]
     sr = config.sample_rate
     if config.seconds is not None:
         num_samples = int(round(config.seconds * sr))
     else:
-        last = max((n.end for v in performance.voices for n in v), default=0.0)
+        last = max((n.end for v in voices for n in v), default=0.0)
         num_samples = int(round(last * sr)) + int(0.5 * sr)
 
-    renderer = _renderer(config.soundfont, sr)
-    stems, loudness, factors = [], [], []
-    for notes, instrument in zip(performance.voices, instruments):
-        audio = renderer.render(notes, instrument.program, num_samples)
-        normalized, gain, lufs = normalize_loudness(audio.astype(np.float64), sr, TARGET_LUFS)
+    effects = {k: rendering[k] for k in ("reverb", "chorus") if k in rendering}
+    detunes = factors.get("detune_cents", [0.0] * len(instruments))
+    raw = [_renderer(font, sr).render(notes, instrument.program, num_samples, effects, detune)
+           for notes, instrument, font, detune in zip(voices, instruments, stem_fonts, detunes)]
+    if rendering:
+        raw = apply_recording(raw, rendering, sr)
+    balance = rendering.get("balance_db", [0.0] * len(instruments))
+    stems, loudness, factors_gain = [], [], []
+    for audio, offset in zip(raw, balance):
+        normalized, gain, lufs = normalize_loudness(np.asarray(audio, dtype=np.float64), sr, TARGET_LUFS + offset)
         stems.append(normalized)
         loudness.append(lufs)
-        factors.append(gain)
+        factors_gain.append(gain)
     peak = float(np.max(np.abs(np.sum(stems, axis=0)))) if num_samples else 0.0
     target_peak = 10.0 ** (TARGET_PEAK_DB / 20.0)
     overall_gain = target_peak / peak if peak > 0 else 1.0
@@ -224,22 +246,20 @@ def build_track(job: TrackJob) -> float | None:
         raise StemkitError(f"{final} exists but has no metadata.yaml; it was not made by stemkit: move it away and re-run")
     with atomic_folder(final) as tmp:  # the track appears whole or not at all
         stem_names = [f"{i}_{inst.name}" for i, inst in enumerate(instruments)]
-        midi_tracks = [
-            MidiTrack(name, inst.program, notes) for name, inst, notes in zip(stem_names, instruments, performance.voices)
-        ]
-        write_midi(tmp / "mix.mid", midi_tracks, performance.tempo)
+        midi_tracks = [MidiTrack(name, inst.program, notes) for name, inst, notes in zip(stem_names, instruments, voices)]
+        write_midi(tmp / "mix.mid", midi_tracks, tempo)
         for track in midi_tracks:
-            write_midi(tmp / "stems_MIDI" / f"{track.name}.mid", [track], performance.tempo)
+            write_midi(tmp / "stems_MIDI" / f"{track.name}.mid", [track], tempo)
         for name, stem in zip(stem_names, stems_int):
             save_audio(tmp / "stems_audio" / f"{name}.wav", stem[None] / 32768.0, sr, "PCM_16")
         save_audio(tmp / "mix.wav", mix_int[None] / 32768.0, sr, "PCM_16")
         metadata = {
             "midi_file": "mix.mid",
-            "tempo": round(performance.tempo, 3),
+            "tempo": round(tempo, 3),
             "ensemble": job.ensemble,
             "instrument_name": [inst.name for inst in instruments],
             "midi_program_number": [inst.program for inst in instruments],
-            "normalization_factor": [float(f) for f in factors],
+            "normalization_factor": [float(f) for f in factors_gain],
             "target_peak": TARGET_PEAK_DB,
             "normalized": True,
             "overall_gain": float(overall_gain),
@@ -247,7 +267,10 @@ def build_track(job: TrackJob) -> float | None:
             "target_loudness": TARGET_LUFS,
             "source_chorale": job.source.key,
             "split": job.source.split,
-            "soundfont": str(config.soundfont),
+            "soundfont": str(fonts[0]) if len(fonts) == 1 else [str(f) for f in fonts],
+            "stem_soundfont": [str(f) for f in stem_fonts],
+            "performance": factors,
+            "rendering": rendering,
             "seed": config.seed,
             "rendition": job.rendition,
             "sample_rate": sr,

@@ -4,12 +4,15 @@ Every stem is rendered by a synthesizer made for it alone. A reused FluidSynth i
 stateless (``system_reset`` and ``all_sounds_off`` leave state behind: the same notes rendered twice
 on one instance differ by up to 0.4 of full scale), so reuse made a track depend on which tracks the
 same process rendered before it: on the worker count and the resume history. A fresh instance costs
-about 0.1 s (FluidSynth shares the loaded samples between instances). Reverb and chorus are off, so
-a stem is exactly the instrument and stems rendered alone add up to the ensemble.
+about 0.1 s (FluidSynth shares the loaded samples between instances). Reverb and chorus are off
+unless a performance style asks for them (:mod:`stemkit.data.performance`); they then run on each
+stem's own instance, so a stem is its instrument in that space and the stems still add up to the
+ensemble.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -27,6 +30,8 @@ DEFAULT_SOUNDFONTS = (
     "/opt/homebrew/share/soundfonts/default.sf2",
 )
 
+#: Pitch-bend units per semitone at FluidSynth's default bend range (±2 semitones over ±8192).
+PITCH_BEND_PER_SEMITONE = 4096
 RELEASE_SECONDS = 0.5  #: audio kept after the last note-off so its release is not cut
 
 
@@ -64,6 +69,28 @@ def import_fluidsynth():
     return fluidsynth
 
 
+_dither_seeded = False
+
+
+def _seed_dither_table() -> None:
+    """Make FluidSynth's dither noise the same in every process.
+
+    FluidSynth dithers its 16-bit output with a table it fills from the C library's ``rand()`` when
+    the first synthesizer of a process is made. Anything that drew from ``rand()`` earlier in the
+    process (the room simulator does) changed the table, and so the last bit of every rendered
+    sample: a track then depended on what its process had done before. Seeding ``rand()`` with its
+    default seed right before the first synthesizer gives the table every fresh process had.
+    """
+    global _dither_seeded
+    if _dither_seeded:
+        return
+    _dither_seeded = True
+    try:
+        ctypes.CDLL(None).srand(1)
+    except (OSError, AttributeError):  # no C library reachable this way (Windows): nothing to align
+        pass
+
+
 class FluidSynthRenderer:
     """Renders one monophonic-or-not voice at a time to mono float32 audio."""
 
@@ -73,34 +100,48 @@ class FluidSynthRenderer:
         self.soundfont = Path(soundfont)
         self._new_synth()[0].delete()  # fail here, before any work, if the soundfont does not load
 
-    def _new_synth(self) -> tuple:
+    def _new_synth(self, effects: dict | None = None) -> tuple:
         """A fresh FluidSynth instance with the soundfont loaded, and the soundfont's id in it."""
         fluidsynth = import_fluidsynth()
+        effects = effects or {}
+        _seed_dither_table()
         synth = fluidsynth.Synth(
             gain=3.0,  # FluidSynth renders quietly; more gain keeps 16-bit output well above its noise floor
             samplerate=float(self.sample_rate),
-            **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1},
+            **{"synth.reverb.active": int("reverb" in effects), "synth.chorus.active": int("chorus" in effects),
+               "synth.cpu-cores": 1},
         )
         sfid = synth.sfload(str(self.soundfont))
         if sfid < 0:
             synth.delete()
             raise StemkitError(f"FluidSynth could not load the soundfont {self.soundfont}: is it a valid .sf2/.sf3?")
+        if "reverb" in effects:
+            r = effects["reverb"]
+            synth.set_reverb(r["roomsize"], r["damping"], r["width"], r["level"])
+        if "chorus" in effects:
+            c = effects["chorus"]
+            synth.set_chorus(c["nr"], c["level"], c["speed"], c["depth"], 0)  # 0: sine modulation
         return synth, sfid
 
-    def render(self, notes: list[Note], program: int, num_samples: int | None = None) -> np.ndarray:
+    def render(self, notes: list[Note], program: int, num_samples: int | None = None, effects: dict | None = None,
+               detune_cents: float = 0.0) -> np.ndarray:
         """Mono float32 audio of ``notes`` played by GM ``program``.
 
         Length: ``num_samples`` when given (notes past it are cut off with the audio), else the last
-        note-off plus a short release.
+        note-off plus a short release. ``effects`` may hold ``reverb`` and ``chorus`` settings (see
+        :func:`stemkit.data.performance.draw_rendering`); ``detune_cents`` bends the whole part.
         """
-        synth, sfid = self._new_synth()
+        synth, sfid = self._new_synth(effects)
         try:
-            return self._render_on(synth, sfid, notes, program, num_samples)
+            return self._render_on(synth, sfid, notes, program, num_samples, detune_cents)
         finally:
             synth.delete()
 
-    def _render_on(self, synth, sfid: int, notes: list[Note], program: int, num_samples: int | None) -> np.ndarray:
+    def _render_on(self, synth, sfid: int, notes: list[Note], program: int, num_samples: int | None,
+                   detune_cents: float = 0.0) -> np.ndarray:
         synth.program_select(0, sfid, 0, int(program))
+        if detune_cents:
+            synth.pitch_bend(0, int(round(detune_cents / 100.0 * PITCH_BEND_PER_SEMITONE)))
         events = []
         for note in notes:
             on = int(round(note.start * self.sample_rate))
