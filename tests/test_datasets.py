@@ -66,3 +66,22 @@ def test_musdb_tracks_crop():
     item = data[0]
     assert item["stems"].shape == (4, 2, 44100) and data.targets == ["vocals", "drums", "bass", "other"]
     assert item["mix"].abs().max() > 0
+
+
+def test_random_eq_shapes_the_spectrum_within_its_range_and_mixes_stay_sums(chorale_dir):
+    import numpy as np
+    import torch
+
+    from stemkit.data.datasets import CropConfig, StemCropDataset, random_eq
+    from stemkit.data.tracks import load_stem_tracks
+
+    noise = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    shaped = random_eq(noise, np.random.default_rng(3), 6.0, 16000)
+    ratio_db = 20 * torch.log10(torch.fft.rfft(shaped).abs() / torch.fft.rfft(noise).abs().clamp_min(1e-9))
+    assert ratio_db[..., 1:].abs().max() <= 6.0 + 1e-3 and ratio_db[..., 1:].std() > 0.5  # shaped, within ±6 dB
+    assert torch.equal(shaped, random_eq(noise, np.random.default_rng(3), 6.0, 16000))
+    tracks = load_stem_tracks(chorale_dir)
+    plain = StemCropDataset(tracks, CropConfig(segment_seconds=1.0, items_per_epoch=2, eq_db=0.0))[0]
+    eq = StemCropDataset(tracks, CropConfig(segment_seconds=1.0, items_per_epoch=2, eq_db=6.0))[0]
+    torch.testing.assert_close(eq["mix"], eq["stems"].sum(dim=0))
+    assert not torch.allclose(eq["stems"], plain["stems"])

@@ -24,9 +24,27 @@ class CropConfig:
     remix: bool = True  #: swap stems between tracks and draw random gains
     swap_probability: float = 0.5  #: per stem, when ``remix``
     gain_db: tuple[float, float] = (-6.0, 3.0)  #: per-stem gain range when ``remix``
+    eq_db: float = 0.0  #: when ``remix``, each stem gets a random smooth EQ of up to ±eq_db (0 = none)
     conditioning: str | None = None  #: None, "index" or "query"
     query_seconds: float = 2.0
     seed: int = 0
+
+
+EQ_POINTS_HZ = (60.0, 250.0, 1000.0, 3000.0, 8000.0)  #: control points of :func:`random_eq`, up to Nyquist
+
+
+def random_eq(stem: torch.Tensor, rng: np.random.Generator, max_db: float, sample_rate: int) -> torch.Tensor:
+    """``stem`` ``[C, T]`` through a random smooth EQ: gains of ±``max_db`` drawn at fixed points on a
+    log-frequency axis and interpolated between them (flat beyond the ends), applied in the
+    frequency domain. A different instrument body, microphone or room colour on every crop, so the
+    network cannot key on one soundfont's exact spectrum; the mixture is the sum of the EQ'd stems."""
+    points = [f for f in EQ_POINTS_HZ if f < sample_rate / 2]
+    gains = rng.uniform(-max_db, max_db, size=len(points))
+    frames = stem.shape[-1]
+    freqs = np.fft.rfftfreq(frames, 1.0 / sample_rate)
+    curve_db = np.interp(np.log(np.maximum(freqs, 1.0)), np.log(points), gains)
+    curve = torch.from_numpy(10.0 ** (curve_db / 20.0)).to(stem.dtype)
+    return torch.fft.irfft(torch.fft.rfft(stem) * curve, n=frames)
 
 
 class StemCropDataset(torch.utils.data.Dataset):
@@ -95,6 +113,8 @@ class StemCropDataset(torch.utils.data.Dataset):
                 stem = self._crop(source, slot, rng, self.segment)
             if cfg.remix:
                 stem = stem * float(10.0 ** (rng.uniform(*cfg.gain_db) / 20.0))
+                if cfg.eq_db > 0:
+                    stem = random_eq(stem, rng, cfg.eq_db, self.sample_rate)
             stems.append(stem)
         stems_t = torch.stack(stems)
         item = {"mix": stems_t.sum(dim=0), "stems": stems_t}

@@ -123,7 +123,7 @@ class StemDataModule(L.LightningDataModule):
         segment_seconds: length of a training crop.
         batch_size: crops per optimizer step (per device).
         items_per_epoch: crops per epoch; an epoch is ``items_per_epoch / batch_size`` steps.
-        remix, swap_probability, gain_db: on-the-fly remixing (see ``CropConfig``).
+        remix, swap_probability, gain_db, eq_db: on-the-fly remixing and augmentation (see ``CropConfig``).
         conditioning: ``"index"`` for separators conditioned on a target index.
         valid_tracks: how many validation tracks (spread over the set); 0 = all.
         valid_seconds: seconds of each validation track.
@@ -143,6 +143,7 @@ class StemDataModule(L.LightningDataModule):
         remix: bool = True,
         swap_probability: float = 0.5,
         gain_db: tuple[float, float] = (-6.0, 3.0),
+        eq_db: float = 0.0,
         conditioning: str | None = "index",
         valid_tracks: int = 6,
         valid_seconds: float = 12.0,
@@ -198,6 +199,7 @@ class StemDataModule(L.LightningDataModule):
                 remix=hp.remix,
                 swap_probability=hp.swap_probability,
                 gain_db=tuple(hp.gain_db),
+                eq_db=hp.eq_db,
                 conditioning=hp.conditioning,
                 seed=hp.seed,
             )
