@@ -114,3 +114,16 @@ def test_a_track_does_not_depend_on_what_its_process_did_before(tmp_path):
         subprocess.run([sys.executable, "-c", script, str(tmp_path / name), name], check=True, capture_output=True)
     fresh, drawn = (list_tracks(tmp_path / n)[0] for n in ("fresh", "draw"))
     assert fresh.mix.read_bytes() == drawn.mix.read_bytes()
+
+
+def test_every_drawn_room_is_physically_possible():
+    """A large room cannot be very dry (Sabine, absorption ≤ 1): the draw must respect that, or the
+    room simulator refuses the track half way through a dataset."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng(0)
+    rooms = [r["room"] for r in (draw_rendering(STYLES["varied"], rng, 4, 16000) for _ in range(600)) if "room" in r]
+    assert len(rooms) > 200
+    for room in rooms:
+        absorption, _ = pra.inverse_sabine(room["rt60_s"], room["size_m"])
+        assert 0 < absorption <= 1

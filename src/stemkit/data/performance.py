@@ -171,8 +171,12 @@ def draw_rendering(style: PerformanceStyle, rng: np.random.Generator, parts: int
         out["chorus"] = {"nr": int(rng.integers(2, 5)), "level": round(float(rng.uniform(0.5, 2.0)), 3),
                          "speed": round(float(rng.uniform(0.3, 1.0)), 3), "depth": round(float(rng.uniform(2.0, 8.0)), 3)}
     if style.room and rng.random() < style.room:
-        size = [float(rng.uniform(4.0, 20.0)), float(rng.uniform(3.0, 15.0)), float(rng.uniform(2.5, 8.0))]
-        out["room"] = {"size_m": [round(s, 2) for s in size], "rt60_s": round(float(rng.uniform(0.2, 1.2)), 3),
+        size = [round(float(rng.uniform(4.0, 20.0)), 2), round(float(rng.uniform(3.0, 15.0)), 2), round(float(rng.uniform(2.5, 8.0)), 2)]
+        # Sabine: RT60 = 0.161·V / (S·a) with absorption a ≤ 1, so a large room cannot be very dry
+        volume, surface = size[0] * size[1] * size[2], 2 * (size[0] * size[1] + size[0] * size[2] + size[1] * size[2])
+        shortest = 0.161 * volume / surface
+        rt60 = float(rng.uniform(max(0.2, 1.25 * shortest), max(1.2, 1.5 * shortest)))
+        out["room"] = {"size_m": size, "rt60_s": round(rt60, 3),
                        "mic": [round(float(rng.uniform(0.2, 0.8)) * s, 2) for s in size],
                        "sources": [[round(float(rng.uniform(0.1, 0.9)) * s, 2) for s in size] for _ in range(parts)]}
     if style.eq:
