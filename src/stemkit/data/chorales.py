@@ -178,15 +178,22 @@ def perform(voices: list[list[ScoreNote]], rng: np.random.Generator, max_seconds
             start = max(0.0, start)
             arch = 8.0 * math.sin(math.pi * min(1.0, note.onset / max(total_quarters, 1e-9)))
             velocity = int(np.clip(round(base_velocity + arch + rng.normal(0.0, 5.0)), 30, 120))
-            if max_seconds is not None:
-                if start >= max_seconds:
-                    continue
-                end = min(end, max_seconds)
-            if end - start < 0.02:
-                continue
-            notes.append(Note(note.pitch, round(start, 6), round(end, 6), velocity))
+            timed = timed_note(note.pitch, start, end, velocity, max_seconds)
+            if timed is not None:
+                notes.append(timed)
         performed.append(notes)
     return Performance(tempo, performed)
+
+
+def timed_note(pitch: int, start: float, end: float, velocity: int, max_seconds: float | None) -> Note | None:
+    """A performed note cut at ``max_seconds``; None if it starts after it or is shorter than 20 ms."""
+    if max_seconds is not None:
+        if start >= max_seconds:
+            return None
+        end = min(end, max_seconds)
+    if end - start < 0.02:
+        return None
+    return Note(pitch, round(start, 6), round(end, 6), velocity)
 
 
 def track_seed(seed: int, key: str, ensemble: str, rendition: int) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from stemkit.data.chorales import ScoreNote
+from stemkit.data.chorales import ScoreNote, timed_note
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import Note
 
@@ -145,14 +145,9 @@ def perform_styled(voices: list[list[ScoreNote]], rng: np.random.Generator, styl
             velocity = base + swell(note.onset) + float(rng.normal(0.0, spread))
             if accents and rng.random() < accents:
                 velocity += float(rng.uniform(10.0, 20.0))
-            velocity = int(np.clip(round(velocity), 20, 127))
-            if max_seconds is not None:
-                if start >= max_seconds:
-                    continue
-                end = min(end, max_seconds)
-            if end - start < 0.02:
-                continue
-            notes.append(Note(note.pitch, round(start, 6), round(end, 6), velocity))
+            timed = timed_note(note.pitch, start, end, int(np.clip(round(velocity), 20, 127)), max_seconds)
+            if timed is not None:
+                notes.append(timed)
         performed.append(notes)
     factors = {"style": style.name, "tempo": round(tempo, 3), "rubato": round(rubato, 4), "rubato_period_quarters": round(period, 3),
                "velocity_base": bases, "velocity_spread": round(spread, 3), "hairpin": round(hairpin, 3),
