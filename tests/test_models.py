@@ -196,7 +196,7 @@ def test_export_of_a_separation_run_and_refusals(tmp_path, cli):
     meta = json.loads((tmp_path / "sep.json").read_text())
     assert meta["family"] == "lasaft" and meta["task"] == "separation" and meta["metrics"]["test cSDR"] == 4.5
     assert meta["headline"] == "valid/x (validation)" and meta["provenance"]["hardware"] == "CPU"
-    for args, message in ((["--metric", "x=high"], "must be a number"), (["--headline", "nope"], "--headline"),
+    for args, message in ((["--metric", "x=high"], "must be a finite number"), (["--metric", "x=nan"], "must be a finite number"), (["--headline", "nope"], "--headline"),
                           (["--name", "../x"], "plain file name")):
         bad = cli("export", ckpt, "--out", tmp_path, "--overwrite", *(["--name", "sep2"] if "--name" not in args else []), *args)
         assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from stemkit.cli.common import Formatter
@@ -137,7 +138,9 @@ def _run_export(args: argparse.Namespace) -> int:
         try:
             metrics[key] = float(value)
         except ValueError:
-            raise StemkitError(f"--metric {key}={value}: the value must be a number") from None
+            metrics[key] = float("nan")
+        if not math.isfinite(metrics[key]):  # NaN/inf would also make the JSON unreadable to strict parsers
+            raise StemkitError(f"--metric {key}={value}: the value must be a finite number")
     if args.headline is not None and args.headline not in metrics:
         raise StemkitError(f"--headline {args.headline!r} must name one of the --metric figures")
     if not args.name or "/" in args.name or args.name.startswith("."):
