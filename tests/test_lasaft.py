@@ -9,7 +9,7 @@ import torch
 
 from stemkit.errors import StemkitError
 from stemkit.models import load_model, save_model
-from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig, _complex_multiply
+from stemkit.separation.lasaft import COMPACT_SWITCHES, LaSAFT, LaSAFTConfig, _complex_multiply, paper_switches
 from stemkit.separation.separator import separate_with_model
 
 
@@ -32,9 +32,18 @@ REFERENCE_DEFAULTS = {
     "n_internal_layers": 5, "kernel_t": 3, "kernel_f": 3,  # model.kernel_size_t, model.kernel_size_f
     "bn_factor": 16, "min_bn_units": 16, "tdf_bias": False,  # model.tfc_tdf_bias
     "num_tdfs": 6, "dk": 32,
+    # DCUN_TFC_GPoCM_LaSAFT builds every encoder block with TFC_LaSAFT; TDF_f1_to_f2(gr, f, f * num_tdfs)
+    # gives each latent source a full-frequency output; pocm_control_model (condition_to: decoder,
+    # control_n_layer: 4) makes Γ, β for all decoder blocks from one network
+    "condition_encoder": True, "latent_tdfs": "full", "gpocm": "shared", "control_layers": 4,
 }
-#: Where stemkit's defaults knowingly differ from the reference: field → (ours, reference).
-KNOWN_DEVIATIONS = {"tdf_bias": (True, False)}
+#: Where stemkit's defaults knowingly differ from the reference: field → (ours, reference). The three
+#: architecture switches default to the compact network that the checkpoints shipped before them use.
+KNOWN_DEVIATIONS = {
+    "tdf_bias": (True, False),
+    "condition_encoder": (False, True), "latent_tdfs": ("bottleneck", "full"), "gpocm": ("per-block", "shared"),
+}
+ARCHITECTURES = {"compact": {}, "paper": paper_switches()}
 
 
 def test_base_config_is_the_reference_implementations_model():
@@ -44,10 +53,13 @@ def test_base_config_is_the_reference_implementations_model():
     ours = {key: getattr(cfg, key) for key in REFERENCE_DEFAULTS}
     differing = {key: (ours[key], REFERENCE_DEFAULTS[key]) for key in REFERENCE_DEFAULTS if ours[key] != REFERENCE_DEFAULTS[key]}
     assert differing == KNOWN_DEVIATIONS  # a new difference fails; so does fixing a known one without updating the list
-    model = LaSAFT(cfg).eval()
-    spec = torch.randn(1, 4, 8, 1024)  # a few frames keep it fast; frequency is the paper's n_fft / 2
-    with torch.no_grad():
-        assert model.forward_spec(spec, model.condition(torch.tensor([0]))).shape == spec.shape
+    for architecture in ARCHITECTURES.values():
+        model = LaSAFT(LaSAFTConfig(**architecture)).eval()
+        spec = torch.randn(1, 4, 8, 1024)  # a few frames keep it fast; frequency is the paper's n_fft / 2
+        with torch.no_grad():
+            assert model.forward_spec(spec, model.condition(torch.tensor([0]))).shape == spec.shape
+    assert LaSAFTConfig().architecture == "compact" and LaSAFTConfig(**paper_switches()).architecture == "paper"
+    assert LaSAFTConfig(gpocm="shared").architecture == "mixed"
 
 
 def test_config_round_trips_through_json():
@@ -64,17 +76,19 @@ def test_config_round_trips_through_json():
     assert torch.equal(model(mix, torch.tensor([2]), 0.5)[0], twin(mix, torch.tensor([2]), 0.5)[0])
 
 
-@pytest.mark.parametrize("bad", [dict(n_blocks=4), dict(spec_mode="magnitude"), dict(n_fft=100, n_blocks=7), dict(targets=[])])
+@pytest.mark.parametrize("bad", [dict(n_blocks=4), dict(spec_mode="magnitude"), dict(n_fft=100, n_blocks=7), dict(targets=[]),
+                                 dict(latent_tdfs="half"), dict(gpocm="global"), dict(control_layers=0)])
 def test_bad_configs_are_rejected(bad):
     with pytest.raises(ValueError):
         tiny_config(**bad)
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("mode", ["mapping", "mask"])
 @pytest.mark.parametrize("channels", [1, 2])
-def test_forward_shapes_and_odd_lengths(mode, channels):
+def test_forward_shapes_and_odd_lengths(mode, channels, architecture):
     torch.manual_seed(0)
-    model = LaSAFT(tiny_config(spec_mode=mode, audio_channels=channels)).eval()
+    model = LaSAFT(tiny_config(spec_mode=mode, audio_channels=channels, **ARCHITECTURES[architecture])).eval()
     mix = torch.randn(2, channels, 1001)  # frames not a multiple of 2**depth
     wave, spec = model(mix, torch.tensor([0, 2]))
     assert wave.shape == mix.shape
@@ -100,12 +114,13 @@ def test_complex_multiply_matches_torch_complex():
     assert torch.allclose(as_complex(product), as_complex(a) * as_complex(b), atol=1e-6)
 
 
-def test_each_item_is_separated_for_its_own_target_and_attention_is_a_distribution():
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_each_item_is_separated_for_its_own_target_and_attention_is_a_distribution(architecture):
     """One batch, one mixture, three targets: each item equals a separate run for its target (the
     condition acts per item), the three estimates differ clearly, and the latent-source attention is a
     per-target probability distribution."""
     torch.manual_seed(0)
-    model = LaSAFT(tiny_config()).eval()
+    model = LaSAFT(tiny_config(**ARCHITECTURES[architecture])).eval()
     mix = torch.randn(1, 1, 2000)
     with torch.no_grad():
         batch, _ = model(mix.expand(3, -1, -1), torch.tensor([0, 1, 2]))
@@ -143,13 +158,56 @@ def test_any_condition_vector_drives_the_network():
     assert vectors.grad is not None and torch.isfinite(vectors.grad).all() and (vectors.grad.abs().sum(-1) > 0).all()
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_gradients_reach_every_parameter(architecture):
     torch.manual_seed(0)
-    model = LaSAFT(tiny_config())
+    model = LaSAFT(tiny_config(**ARCHITECTURES[architecture]))
     _, spec = model(torch.randn(2, 1, 2000), torch.tensor([0, 1]))
     spec.pow(2).mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
+
+
+@pytest.mark.parametrize("switch", ["condition_encoder", "latent_tdfs", "gpocm", None])
+def test_separate_batch_equals_one_forward_per_target(switch):
+    """separate_batch reuses an unconditioned encoder across targets: its result must equal running
+    the whole network once per target, for the compact, paper and each one-switch-flipped network."""
+    switches = dict(COMPACT_SWITCHES)
+    if switch is None:
+        switches = paper_switches()
+    else:
+        switches[switch] = paper_switches()[switch]
+    torch.manual_seed(0)
+    model = LaSAFT(tiny_config(**switches)).eval()
+    mix = torch.randn(2, 1, 1500)
+    with torch.no_grad():
+        together = model.separate_batch(mix, [2, 0])
+        for slot, target in enumerate([2, 0]):
+            alone, _ = model(mix, torch.full((2,), target))
+            torch.testing.assert_close(together[:, slot], alone, rtol=0, atol=1e-6)
+
+
+def test_paper_architecture_is_the_reference_structure():
+    """What each switch changes: the encoder listens to the condition, every latent TDF returns all
+    bins, and one control model drives GPoCM in the decoder only (not in the middle block)."""
+    torch.manual_seed(0)
+    cfg = tiny_config(**paper_switches())
+    model = LaSAFT(cfg).eval()
+    spec = model.spectrogram(torch.randn(1, 1, 1500))
+    with torch.no_grad():
+        a, _ = model.encode(spec, model.condition(torch.tensor([0])))
+        b, _ = model.encode(spec, model.condition(torch.tensor([1])))
+    assert (a - b).abs().max() > 1e-4  # conditioned encoder
+    freqs = cfg.n_fft // 2
+    last_linear = [m for m in model.encoders[0].lasaft.latent if isinstance(m, torch.nn.Linear)][-1]
+    assert last_linear.out_features == freqs * cfg.num_tdfs
+    assert model.middle.gpocm is None and all(d.gpocm is None for d in model.decoders)
+    controls = model.control(model.condition(torch.tensor([0, 1])))
+    assert len(controls) == cfg.depth and controls[0][0].shape == (2, 4, 4) and controls[0][1].shape == (2, 4)
+    compact = LaSAFT(tiny_config()).eval()
+    assert compact.control is None and compact.middle.gpocm is not None
+    with torch.no_grad():  # an unconditioned encoder ignores the condition entirely
+        assert torch.equal(compact.encode(spec, None)[0], compact.encode(spec, compact.condition(torch.tensor([1])))[0])
 
 
 def test_chunked_separation_matches_whole_signal_inside_windows():

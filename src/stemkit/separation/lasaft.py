@@ -19,6 +19,25 @@ encoder (an embedding of an audio example) can drive the same network later.
 Every hyper-parameter is a :class:`LaSAFTConfig` field. ``spec_mode="mapping"`` (the paper) lets the
 network output the target spectrogram directly; ``"mask"`` lets it output a complex ratio mask that
 multiplies the mixture, which trains faster on small budgets.
+
+Two architectures share this module, chosen by three config switches (each can be ablated alone):
+
+============================  ===============================  ====================================
+switch                        ``"compact"`` (stemkit's first)  ``"paper"`` (the reference code)
+============================  ===============================  ====================================
+``condition_encoder``         False: TFC-TDF encoder blocks,   True: every encoder block is a
+                              computed once for all targets    TFC-LaSAFT (conditioned)
+``latent_tdfs``               ``"bottleneck"``: attention      ``"full"``: each latent TDF maps back
+                              mixes bottlenecks, one shared    to every bin; attention mixes those
+                              output layer                     full outputs
+``gpocm``                     ``"per-block"``: middle and      ``"shared"``: one control model makes
+                              decoder blocks each have a       Γ, β for every decoder block; no
+                              small generator                  GPoCM in the middle block
+============================  ===============================  ====================================
+
+:func:`paper_switches` gives the reference's values. The defaults are the compact ones because the
+checkpoints shipped before the switches existed were trained with them; their stored configs lack
+the switches and must keep loading as what they are.
 """
 
 from __future__ import annotations
@@ -59,6 +78,16 @@ class LaSAFTConfig:
     embedding_dim: int = 32  #: size of the condition vector
     #: also condition on the remix level β of progressive inference (remix-aware training)
     beta_condition: bool = False
+    #: encoder blocks are conditioned TFC-LaSAFT blocks (paper) instead of TFC-TDF blocks; an
+    #: unconditioned encoder runs once for every target of a window, which makes separation faster
+    condition_encoder: bool = False
+    #: "full" (paper): each latent TDF outputs every bin and attention mixes them; "bottleneck":
+    #: attention mixes the latent bottlenecks and one output layer is shared (≈5× fewer TDF weights)
+    latent_tdfs: str = "bottleneck"
+    #: "shared" (paper): one control model generates GPoCM's Γ, β for all decoder blocks;
+    #: "per-block": the middle and every decoder block own a small generator
+    gpocm: str = "per-block"
+    control_layers: int = 4  #: depth of the shared control model (paper: 4, widths ×2 per layer)
 
     def __post_init__(self) -> None:
         if self.n_blocks < 1 or self.n_blocks % 2 == 0:
@@ -72,6 +101,12 @@ class LaSAFTConfig:
             raise ValueError(f"n_fft // 2 = {freqs} must be divisible by 2**{self.depth} for {self.n_blocks} blocks")
         if not self.targets:
             raise ValueError("a separator needs at least one target")
+        if self.latent_tdfs not in ("full", "bottleneck"):
+            raise ValueError(f"latent_tdfs must be 'full' or 'bottleneck', got {self.latent_tdfs!r}")
+        if self.gpocm not in ("shared", "per-block"):
+            raise ValueError(f"gpocm must be 'shared' or 'per-block', got {self.gpocm!r}")
+        if self.control_layers < 1:
+            raise ValueError(f"control_layers must be at least 1, got {self.control_layers}")
 
     @property
     def depth(self) -> int:
@@ -83,8 +118,27 @@ class LaSAFTConfig:
         """Audio samples that give exactly ``num_frames`` centred STFT frames."""
         return self.hop_length * (self.num_frames - 1)
 
+    @property
+    def architecture(self) -> str:
+        """``"paper"``, ``"compact"`` or ``"mixed"`` (some switches of each), for model cards."""
+        switches = {key: getattr(self, key) for key in PAPER_SWITCHES}
+        if switches == PAPER_SWITCHES:
+            return "paper"
+        return "compact" if switches == COMPACT_SWITCHES else "mixed"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: The reference implementation's architecture (ws-choi/Conditioned-Source-Separation-LaSAFT,
+#: ``DCUN_TFC_GPoCM_LaSAFT`` with ``condition_to: decoder``) and stemkit's compact one.
+PAPER_SWITCHES: dict[str, Any] = {"condition_encoder": True, "latent_tdfs": "full", "gpocm": "shared"}
+COMPACT_SWITCHES: dict[str, Any] = {"condition_encoder": False, "latent_tdfs": "bottleneck", "gpocm": "per-block"}
+
+
+def paper_switches() -> dict[str, Any]:
+    """The config switches that make :class:`LaSAFT` the reference implementation's network."""
+    return dict(PAPER_SWITCHES)
 
 
 def _activation() -> nn.Module:
@@ -164,22 +218,38 @@ class TFCTDF(nn.Module):
 class LatentSourceAttention(nn.Module):
     """The LaSAFT frequency transformation.
 
-    ``num_tdfs`` bottleneck TDFs (one per latent source) run in parallel; the condition becomes a
-    query, learned keys stand for the latent sources, and the softmax of their scaled dot products
-    weights the latent TDF outputs before a shared linear maps the bottleneck back to every bin.
+    ``num_tdfs`` TDFs (one per latent source) run in parallel; the condition becomes a query, learned
+    keys stand for the latent sources, and the softmax of their scaled dot products weights the
+    latent outputs. With ``latent_tdfs="full"`` (the paper) every latent TDF is a whole bottleneck
+    TDF mapping back to every bin, and the weights mix those full outputs. With ``"bottleneck"`` the
+    weights mix the latent bottlenecks and one shared linear maps the mixture back to every bin.
     """
 
     def __init__(self, channels: int, freqs: int, cfg: LaSAFTConfig) -> None:
         super().__init__()
-        units = _bottleneck_units(freqs, cfg.bn_factor, cfg.min_bn_units)
         self.num_tdfs = cfg.num_tdfs
+        self.full = cfg.latent_tdfs == "full"
         self.scale = 1.0 / math.sqrt(cfg.dk)
-        self.latent = nn.Sequential(
-            nn.Linear(freqs, units * cfg.num_tdfs, bias=cfg.tdf_bias),
-            nn.BatchNorm2d(channels),
-            _activation(),
-        )
-        self.to_freqs = nn.Sequential(nn.BatchNorm2d(channels), nn.Linear(units, freqs, bias=cfg.tdf_bias), _activation())
+        if self.full:
+            # as the reference: one first layer sized for all latent sources, a full output for each
+            units = _bottleneck_units(freqs * cfg.num_tdfs, cfg.bn_factor, cfg.min_bn_units)
+            self.latent = nn.Sequential(
+                nn.Linear(freqs, units, bias=cfg.tdf_bias),
+                nn.BatchNorm2d(channels),
+                _activation(),
+                nn.Linear(units, freqs * cfg.num_tdfs, bias=cfg.tdf_bias),
+                nn.BatchNorm2d(channels),
+                _activation(),
+            )
+            self.to_freqs = nn.Identity()
+        else:
+            units = _bottleneck_units(freqs, cfg.bn_factor, cfg.min_bn_units)
+            self.latent = nn.Sequential(
+                nn.Linear(freqs, units * cfg.num_tdfs, bias=cfg.tdf_bias),
+                nn.BatchNorm2d(channels),
+                _activation(),
+            )
+            self.to_freqs = nn.Sequential(nn.BatchNorm2d(channels), nn.Linear(units, freqs, bias=cfg.tdf_bias), _activation())
         self.query = nn.Linear(cfg.embedding_dim, cfg.dk)
         self.keys = nn.Parameter(torch.randn(cfg.dk, cfg.num_tdfs))
 
@@ -192,6 +262,12 @@ class LatentSourceAttention(nn.Module):
         values = self.latent(x).view(batch, channels, frames, -1, self.num_tdfs)
         weights = self.attention(condition).view(batch, 1, 1, self.num_tdfs, 1)
         return self.to_freqs((values @ weights).squeeze(-1))
+
+
+def gated_pocm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``x · σ(Γ x + β)`` with a per-item channel-mixing matrix ``Γ [B, C, C]`` and bias ``β [B, C]``."""
+    modulation = torch.einsum("bij,bjtf->bitf", gamma, x) + beta[:, :, None, None]
+    return x * modulation.sigmoid()
 
 
 class GPoCM(nn.Module):
@@ -213,22 +289,58 @@ class GPoCM(nn.Module):
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         params = self.generator(condition)
         gamma = params[:, : self.channels**2].view(-1, self.channels, self.channels)
-        beta = params[:, self.channels**2 :]
-        modulation = torch.einsum("bij,bjtf->bitf", gamma, x) + beta[:, :, None, None]
-        return x * modulation.sigmoid()
+        return gated_pocm(x, gamma, params[:, self.channels**2 :])
 
 
-class TFCLaSAFTGPoCM(nn.Module):
-    """Conditioned block: ``y = GPoCM(TFC(x), c); y + LaSAFT(y, c)``."""
+class ControlModel(nn.Module):
+    """The paper's shared GPoCM control model: one network makes Γ and β for every decoder block.
 
-    def __init__(self, in_channels: int, cfg: LaSAFTConfig, freqs: int) -> None:
+    A dense block widens the condition (×2 per layer, dropout and batch norm after the first
+    layer), then two linears emit all blocks' ``Γ [C, C]`` and ``β [C]`` at once, each batch-
+    normalised without affine parameters — the reference implementation's ``pocm_control_model``
+    with ``pocm_norm: batch_norm``.
+    """
+
+    def __init__(self, embedding_dim: int, channels: int, blocks: int, layers: int) -> None:
+        super().__init__()
+        self.channels, self.blocks = channels, blocks
+        dims = [embedding_dim * 2**i for i in range(layers)]
+        stack: list[nn.Module] = []
+        for i, (width_in, width_out) in enumerate(zip(dims[:-1], dims[1:])):
+            stack += [nn.Linear(width_in, width_out), nn.ReLU()]
+            if i:
+                stack += [nn.Dropout(), nn.BatchNorm1d(width_out)]
+        self.dense = nn.Sequential(*stack)
+        self.gamma = nn.Sequential(nn.Linear(dims[-1], blocks * channels**2), nn.BatchNorm1d(blocks * channels**2, affine=False))
+        self.beta = nn.Sequential(nn.Linear(dims[-1], blocks * channels), nn.BatchNorm1d(blocks * channels, affine=False))
+
+    def forward(self, condition: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One ``(Γ [B, C, C], β [B, C])`` per decoder block, outermost block last."""
+        hidden = self.dense(condition)
+        gammas = self.gamma(hidden).view(-1, self.blocks, self.channels, self.channels)
+        betas = self.beta(hidden).view(-1, self.blocks, self.channels)
+        return [(gammas[:, i], betas[:, i]) for i in range(self.blocks)]
+
+
+class TFCLaSAFT(nn.Module):
+    """Conditioned block: ``y = TFC(x)``, gated by GPoCM where the block has one, then ``y + LaSAFT(y, c)``.
+
+    ``own_gpocm`` gives the block its own Γ/β generator (compact architecture). Otherwise Γ and β
+    come from outside (the paper's shared control model) through ``pocm``, or the block has no GPoCM.
+    """
+
+    def __init__(self, in_channels: int, cfg: LaSAFTConfig, freqs: int, own_gpocm: bool) -> None:
         super().__init__()
         self.tfc = TFC(in_channels, cfg.n_internal_layers, cfg.internal_channels, cfg.kernel_t, cfg.kernel_f)
-        self.gpocm = GPoCM(cfg.internal_channels, cfg.embedding_dim)
+        self.gpocm = GPoCM(cfg.internal_channels, cfg.embedding_dim) if own_gpocm else None
         self.lasaft = LatentSourceAttention(cfg.internal_channels, freqs, cfg)
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        x = self.gpocm(self.tfc(x), condition)
+    def forward(self, x: torch.Tensor, condition: torch.Tensor, pocm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = self.tfc(x)
+        if self.gpocm is not None:
+            x = self.gpocm(x, condition)
+        elif pocm is not None:
+            x = gated_pocm(x, *pocm)
         return x + self.lasaft(x, condition)
 
 
@@ -259,7 +371,7 @@ def _up(channels: int) -> nn.Module:
 
 @register_family("lasaft", task="separation", config_class=LaSAFTConfig)
 class LaSAFT(nn.Module):
-    """CUNet with TFC-TDF encoder blocks and TFC-LaSAFT-GPoCM middle/decoder blocks.
+    """CUNet of TFC-TDF or TFC-LaSAFT encoder blocks and TFC-LaSAFT(-GPoCM) middle/decoder blocks.
 
     ``forward(mix [B, C, samples], target_index [B]) → (estimate [B, C, samples], estimate spectrogram)``.
     The Nyquist bin is dropped inside (so frequency halves cleanly) and restored as zero.
@@ -276,15 +388,20 @@ class LaSAFT(nn.Module):
         self.first_conv = nn.Sequential(nn.Conv2d(spec_channels, ch, 1), nn.BatchNorm2d(ch), _activation())
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
+        own_gpocm = cfg.gpocm == "per-block"
         for level in range(cfg.depth):
-            self.encoders.append(TFCTDF(ch, cfg, freqs >> level))
+            if cfg.condition_encoder:
+                self.encoders.append(TFCLaSAFT(ch, cfg, freqs >> level, own_gpocm=False))
+            else:
+                self.encoders.append(TFCTDF(ch, cfg, freqs >> level))
             self.downs.append(_down(ch))
-        self.middle = TFCLaSAFTGPoCM(ch, cfg, freqs >> cfg.depth)
+        self.middle = TFCLaSAFT(ch, cfg, freqs >> cfg.depth, own_gpocm=own_gpocm)
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(cfg.depth)):
             self.ups.append(_up(ch))
-            self.decoders.append(TFCLaSAFTGPoCM(2 * ch, cfg, freqs >> level))
+            self.decoders.append(TFCLaSAFT(2 * ch, cfg, freqs >> level, own_gpocm=own_gpocm))
+        self.control = None if own_gpocm else ControlModel(cfg.embedding_dim, ch, cfg.depth, cfg.control_layers)
         self.last_conv = nn.Conv2d(ch, spec_channels, 1)
 
     # --- spectrogram plumbing -------------------------------------------------------------
@@ -319,25 +436,42 @@ class LaSAFT(nn.Module):
         return vector
 
     # --- network --------------------------------------------------------------------------
-    def forward_spec(self, mix_spec: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """Estimate the conditioned target's spectrogram from the mixture's (same layout)."""
-        frames = mix_spec.shape[2]
-        multiple = 2 ** self.config.depth
-        pad = (-frames) % multiple
-        x = torch.nn.functional.pad(mix_spec, (0, 0, 0, pad)) if pad else mix_spec
-        x = self.first_conv(x)
+    def _pad_frames(self, spec: torch.Tensor) -> torch.Tensor:
+        pad = (-spec.shape[2]) % (2 ** self.config.depth)
+        return torch.nn.functional.pad(spec, (0, 0, 0, pad)) if pad else spec
+
+    def encode(self, mix_spec: torch.Tensor, condition: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encoder: the bottleneck features and the skips. ``condition`` is used (and needed) only
+        when ``condition_encoder``; otherwise the encoding serves every target of the mixture."""
+        x = self.first_conv(self._pad_frames(mix_spec))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
-            x = encoder(x)
+            x = encoder(x, condition)
             skips.append(x)
             x = down(x)
+        return x, skips
+
+    def decode(
+        self,
+        mix_spec: torch.Tensor,
+        x: torch.Tensor,
+        skips: list[torch.Tensor],
+        condition: torch.Tensor,
+    ) -> torch.Tensor:
+        """Middle block and decoder for one condition per item, then the output layer (and mask)."""
+        controls = self.control(condition) if self.control is not None else [None] * len(self.decoders)
         x = self.middle(x, condition)
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = decoder(torch.cat([up(x), skip], dim=1), condition)
-        out = self.last_conv(x)[:, :, :frames]
+        for up, decoder, skip, pocm in zip(self.ups, self.decoders, reversed(skips), controls):
+            x = decoder(torch.cat([up(x), skip], dim=1), condition, pocm)
+        out = self.last_conv(x)[:, :, : mix_spec.shape[2]]
         if self.config.spec_mode == "mask":
             out = _complex_multiply(out, mix_spec)
         return out
+
+    def forward_spec(self, mix_spec: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """Estimate the conditioned target's spectrogram from the mixture's (same layout)."""
+        x, skips = self.encode(mix_spec, condition)
+        return self.decode(mix_spec, x, skips, condition)
 
     def forward(
         self, mix: torch.Tensor, target_index: torch.Tensor, beta: torch.Tensor | float | None = None
@@ -346,13 +480,20 @@ class LaSAFT(nn.Module):
         return self.waveform(spec, mix.shape[-1]), spec
 
     def separate_batch(self, mix: torch.Tensor, target_indices: list[int], beta: float | None = None) -> torch.Tensor:
-        """All requested targets of a batch of windows: ``[B, C, samples] → [B, targets, C, samples]``."""
+        """All requested targets of a batch of windows: ``[B, C, samples] → [B, targets, C, samples]``.
+
+        An unconditioned encoder is run once and its features are reused for every target (with four
+        targets, 0.68 of the work of four full passes, measured: see BENCHMARKS.md); a conditioned
+        encoder runs per target.
+        """
         batch = mix.shape[0]
         spec = self.spectrogram(mix)
+        shared = None if self.config.condition_encoder else self.encode(spec, None)
         outs = []
         for index in target_indices:
             condition = self.condition(torch.full((batch,), index, dtype=torch.long, device=mix.device), beta)
-            outs.append(self.waveform(self.forward_spec(spec, condition), mix.shape[-1]))
+            x, skips = shared if shared is not None else self.encode(spec, condition)
+            outs.append(self.waveform(self.decode(spec, x, skips, condition), mix.shape[-1]))
         return torch.stack(outs, dim=1)
 
 
