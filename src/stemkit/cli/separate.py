@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from stemkit.cli.common import Formatter, add_batch_options, add_device, add_quiet, split_list
+from stemkit.errors import StemkitError
 from stemkit.outputs import check_output_dir
 
 
@@ -28,7 +29,14 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders of audio files, or chorale datasets")
     _add_model_args(p)
-    p.add_argument("--targets", default=None, help="comma-separated targets to write (default: all the model's targets)")
+    p.add_argument("--targets", default=None, help="comma-separated targets to write (default: all the model's targets, "
+                                                    "or none with --query/--instrument)")
+    p.add_argument("--query", type=Path, default=None, metavar="CLIP",
+                   help="an audio clip of the wanted instrument (≥ 0.5 s): writes the part it plays as <CLIP name>.<format> "
+                        "(models with a query encoder)")
+    p.add_argument("--instrument", default=None, metavar="NAMES",
+                   help="comma-separated instruments to write, each by the model's stored mean query "
+                        "(`stemkit models NAME` lists them)")
     p.add_argument("--out", "-o", type=Path, default=Path("separated"), help="output folder")
     p.add_argument("--residual", action="store_true", help="also write residual = mix − sum of the written targets")
     add_batch_options(p, "output format")
@@ -89,10 +97,24 @@ def _run_separate(args: argparse.Namespace) -> int:
     inputs = collect_audio(args.inputs)
     check_output_dir(args.out)
     targets = split_list(args.targets)
+    instruments = split_list(args.instrument)
+    by_example = args.query is not None or bool(instruments)
+    if by_example and (args.steps != 1 or args.wiener):
+        raise StemkitError("--query/--instrument separate in one pass: drop --steps and --wiener")
+    if args.query is not None and not args.query.is_file():
+        raise StemkitError(f"no query clip at {args.query}")
     separator = _build_separator(args, progress=not args.quiet)
     separator.check_targets(targets)
+    if by_example:  # refuse before any work: a model without a query encoder, unknown names, clashing names
+        separator.check_by_example(args.query is not None, instruments)
+        separator.output_paths(args.out, targets, args.format, args.residual, args.query, instruments)
+        if args.query is not None:  # a clip too short, silent or not finite is refused now, not at the first file
+            from stemkit.audio.io import check_finite_file, load_audio
+
+            check_finite_file(args.query)
+            separator.query_conditions(*load_audio(args.query), None)
     report = separate_many(separator, inputs, args.out, targets, args.format, args.residual, args.overwrite, shard,
-                           progress=not args.quiet)
+                           progress=not args.quiet, query=args.query, instruments=instruments)
     print(report.summary(args.out / separator.name))
     return 0
 

@@ -48,8 +48,9 @@ def random_eq(stem: torch.Tensor, rng: np.random.Generator, max_db: float, sampl
 
 
 class StemCropDataset(torch.utils.data.Dataset):
-    """Items: ``mix [C, T]``, ``stems [S, C, T]``, and with conditioning ``target_index``, ``target [C, T]``,
-    ``query [C, Tq]``.
+    """Items: ``mix [C, T]``, ``stems [S, C, T]``, and with conditioning ``target_index``, ``target [C, T]``;
+    with query conditioning also ``query [C, Tq]``, its ``instrument`` name and ``query_target [C, T]``
+    (every stem that instrument plays).
 
     Items are a pure function of (seed, epoch, index), so runs reproduce and DDP ranks agree;
     call :meth:`set_epoch` to draw new crops each epoch. With ``remix=False`` every epoch yields
@@ -123,7 +124,12 @@ class StemCropDataset(torch.utils.data.Dataset):
             item["target_index"] = torch.tensor(target)
             item["target"] = stems_t[target]
             if cfg.conditioning == "query":
-                item["query"] = self._query(ti, track.instruments[target], rng)
+                instrument = track.instruments[target]
+                item["query"] = self._query(ti, instrument, rng)
+                item["instrument"] = instrument
+                # a query names an instrument, not a part: where it plays two parts, it asks for both
+                same = [slot for slot, inst in enumerate(track.instruments) if inst == instrument]
+                item["query_target"] = stems_t[same].sum(dim=0)
         return item
 
     def _query(self, track_index: int, instrument: str, rng: np.random.Generator) -> torch.Tensor:

@@ -69,12 +69,13 @@ class ModuleSeparator(WindowedSeparator):
         return self._targets
 
     def separate(self, mix: torch.Tensor, sample_rate: int, targets: list[str] | None = None,
-                 query: torch.Tensor | None = None, beta: float | None = None) -> dict[str, torch.Tensor]:
+                 query: torch.Tensor | None = None, beta: float | None = None,
+                 instruments: list[str] | None = None) -> dict[str, torch.Tensor]:
         if not self.normalize:
-            return super().separate(mix, sample_rate, targets, query, beta)
+            return super().separate(mix, sample_rate, targets, query, beta, instruments)
         reference = mix.float().mean(dim=0)
         mean, std = reference.mean(), reference.std().clamp_min(1e-8)
-        stems = super().separate((mix - mean) / std, sample_rate, targets, query, beta)
+        stems = super().separate((mix - mean) / std, sample_rate, targets, query, beta, instruments)
         return {t: s * std + mean for t, s in stems.items()}
 
     def separate_windows(self, chunks: torch.Tensor, indices: list[int], beta: float | None) -> torch.Tensor:

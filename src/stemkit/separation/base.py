@@ -10,6 +10,7 @@ import torch
 
 from stemkit.atomic import atomic_folder, remove_stale_staging
 from stemkit.audio.io import load_audio, save_audio
+from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
 
 
@@ -66,8 +67,14 @@ class FileSeparator:
         format: str = "wav",
         residual: bool = False,
         overwrite: bool = False,
+        query: str | Path | None = None,
+        instruments: list[str] | None = None,
     ) -> list[Path]:
         """Separate one file into ``folder/<target>.<format>``; returns the paths written.
+
+        ``query`` (an audio file of the wanted instrument) writes ``<query file's stem>.<format>``;
+        ``instruments`` write ``<instrument>.<format>`` each; with either, targets are written only
+        when ``targets`` names them.
 
         The outputs of a file are one unit: they are written into a hidden staging folder and
         appear together (see :func:`stemkit.atomic.atomic_folder`), so a killed job never leaves
@@ -75,14 +82,24 @@ class FileSeparator:
         written, so a re-run completes what an earlier run (or one with other ``targets``) left.
         ``residual`` adds ``residual`` = mix − Σ targets.
         """
-        outputs = self.output_paths(folder, targets, format, residual)
+        outputs = self.output_paths(folder, targets, format, residual, query, instruments)
         todo = outputs if overwrite else [p for p in outputs if not p.exists()]
         if not todo:
             return []
         mix, rate = load_audio(path)
         if mix.shape[-1] == 0:
             raise StemkitError(f"{path} contains no audio")
-        stems = self.separate(mix, rate, self.check_targets(targets))
+        if query is None and not instruments:
+            stems = self.separate(mix, rate, self.check_targets(targets))
+        else:
+            clip = None
+            if query is not None:
+                clip, clip_rate = load_audio(query)
+                if clip_rate != rate:
+                    clip = resample(clip.float(), clip_rate, rate)
+            stems = self.separate(mix, rate, targets, query=clip, instruments=instruments)
+            if clip is not None:
+                stems[Path(query).stem] = stems.pop("query")
         if residual:
             stems["residual"] = mix - sum(stems.values())
         remove_stale_staging(Path(folder).parent, Path(folder).name)
@@ -91,9 +108,23 @@ class FileSeparator:
                 save_audio(staging / out.name, stems[out.stem], rate, label=str(out))
         return todo
 
-    def output_paths(self, folder: str | Path, targets: list[str] | None = None, format: str = "wav", residual: bool = False) -> list[Path]:
-        """Where :meth:`separate_file` writes: one file per target (and the residual)."""
+    def output_paths(
+        self,
+        folder: str | Path,
+        targets: list[str] | None = None,
+        format: str = "wav",
+        residual: bool = False,
+        query: str | Path | None = None,
+        instruments: list[str] | None = None,
+    ) -> list[Path]:
+        """Where :meth:`separate_file` writes: one file per target, instrument and query (and the residual)."""
         if format not in ("wav", "flac"):
             raise StemkitError(f"unknown format {format!r}: use wav or flac")
-        names = self.check_targets(targets) + (["residual"] if residual else [])
+        by_example = query is not None or bool(instruments)
+        names = self.check_targets(targets) if targets is not None or not by_example else []
+        names += list(instruments or []) + ([Path(query).stem] if query is not None else [])
+        names += ["residual"] if residual else []
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise StemkitError(f"two outputs would be named {', '.join(repeated)}: rename the query file or drop the repeated name")
         return [Path(folder) / f"{name}.{format}" for name in names]

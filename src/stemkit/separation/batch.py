@@ -39,21 +39,26 @@ def separate_many(
     overwrite: bool = False,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    query: str | Path | None = None,
+    instruments: list[str] | None = None,
 ) -> JobReport:
     """Separate this shard's inputs; inputs whose outputs all exist are skipped unless ``overwrite``.
 
     Everything that can be checked is checked before the first separation: the output folder is
-    writable, and every input is readable and holds only finite samples. An input with some of its
+    writable, and every input (and the ``query`` clip) is readable and holds only finite samples. An input with some of its
     outputs (a run with other targets) gets the missing ones; an input's outputs appear together.
     """
     check_output_dir(out_dir)
     root = check_output_dir(Path(out_dir) / separator.name)
+    if query is not None:
+        check_finite_file(query)
     for item in take_shard(inputs, shard):
         check_finite_file(item.path)
         if (root / item.name).exists() and not (root / item.name).is_dir():
             raise StemkitError(f"{root / item.name} is a file where the outputs of {item.path} go: move it away")
 
     def work(item: JobInput) -> list[Path]:
-        return separator.separate_file(item.path, root / item.name, targets, format, residual, overwrite=overwrite)
+        return separator.separate_file(item.path, root / item.name, targets, format, residual, overwrite=overwrite,
+                                       query=query, instruments=instruments)
 
     return run_batch(inputs, work, shard, progress, desc="separating")

@@ -52,6 +52,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from stemkit.audio.spectral import istft, stft
 from stemkit.registry import register_family
+from stemkit.separation.query import QueryEncoder
 
 
 @dataclass
@@ -88,6 +89,10 @@ class LaSAFTConfig:
     #: "per-block": the middle and every decoder block own a small generator
     gpocm: str = "per-block"
     control_layers: int = 4  #: depth of the shared control model (paper: 4, widths ×2 per layer)
+    #: a query encoder maps an audio clip of an instrument to the condition (query-by-example)
+    query_encoder: bool = False
+    #: instruments whose mean query vectors the model stores (``stemkit separate --instrument``)
+    instruments: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.n_blocks < 1 or self.n_blocks % 2 == 0:
@@ -107,6 +112,10 @@ class LaSAFTConfig:
             raise ValueError(f"gpocm must be 'shared' or 'per-block', got {self.gpocm!r}")
         if self.control_layers < 1:
             raise ValueError(f"control_layers must be at least 1, got {self.control_layers}")
+        if self.instruments and not self.query_encoder:
+            raise ValueError("stored instrument queries need a query encoder (query_encoder: true)")
+        if len(set(self.instruments)) != len(self.instruments):
+            raise ValueError(f"instrument names repeat: {self.instruments}")
 
     @property
     def depth(self) -> int:
@@ -403,6 +412,12 @@ class LaSAFT(nn.Module):
             self.decoders.append(TFCLaSAFT(2 * ch, cfg, freqs >> level, own_gpocm=own_gpocm))
         self.control = None if own_gpocm else ControlModel(cfg.embedding_dim, ch, cfg.depth, cfg.control_layers)
         self.last_conv = nn.Conv2d(ch, spec_channels, 1)
+        self.query_encoder = QueryEncoder(cfg.n_fft, cfg.hop_length, cfg.embedding_dim) if cfg.query_encoder else None
+        # running means of the query vectors of each named instrument, kept up to date by training
+        # (absent, not empty, without instruments: checkpoints from before queries have no such keys)
+        stored = bool(cfg.instruments)
+        self.register_buffer("instrument_conditions", torch.zeros(len(cfg.instruments), cfg.embedding_dim) if stored else None)
+        self.register_buffer("instrument_counts", torch.zeros(len(cfg.instruments)) if stored else None)
 
     # --- spectrogram plumbing -------------------------------------------------------------
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
@@ -429,11 +444,47 @@ class LaSAFT(nn.Module):
         progressive inference (``None`` means 0: plain separation); a model built without
         ``beta_condition`` ignores it.
         """
-        vector = self.embedding(target_index)
+        return self.with_beta(self.embedding(target_index), beta)
+
+    def with_beta(self, vector: torch.Tensor, beta: torch.Tensor | float | None) -> torch.Tensor:
+        """Add the remix level's embedding to condition vectors (a model without ``beta_condition`` ignores β)."""
         if self.beta_embedding is not None:
             beta = torch.as_tensor(0.0 if beta is None else beta, dtype=vector.dtype, device=vector.device).expand(vector.shape[0])
             vector = vector + self.beta_embedding(beta)
         return vector
+
+    def query_condition(self, clip: torch.Tensor) -> torch.Tensor:
+        """Condition vectors ``[B, embedding_dim]`` from query clips ``[B, C, samples]`` at the model's rate."""
+        if self.query_encoder is None:
+            raise ValueError("this model has no query encoder")
+        return self.query_encoder(clip)
+
+    def instrument_condition(self, name: str) -> torch.Tensor:
+        """The stored mean query vector of a named instrument ``[embedding_dim]``."""
+        if name not in self.known_instruments:
+            raise KeyError(name)
+        return self.instrument_conditions[self.config.instruments.index(name)]
+
+    @property
+    def known_instruments(self) -> list[str]:
+        """Instruments with a stored query vector (seen in training)."""
+        if self.instrument_counts is None:
+            return []
+        return [n for n, count in zip(self.config.instruments, self.instrument_counts.tolist()) if count > 0]
+
+    @torch.no_grad()
+    def update_instrument_conditions(self, names: list[str], vectors: torch.Tensor, momentum: float = 0.99) -> None:
+        """Fold training query vectors into the per-instrument running means (exponential, so the
+        stored vectors follow the encoder as it learns; the first vector of an instrument sets it)."""
+        for name, vector in zip(names, vectors.detach()):
+            if name not in self.config.instruments:
+                continue
+            index = self.config.instruments.index(name)
+            if self.instrument_counts[index] == 0:
+                self.instrument_conditions[index] = vector
+            else:
+                self.instrument_conditions[index].mul_(momentum).add_(vector, alpha=1.0 - momentum)
+            self.instrument_counts[index] += 1
 
     # --- network --------------------------------------------------------------------------
     def _pad_frames(self, spec: torch.Tensor) -> torch.Tensor:
@@ -479,8 +530,10 @@ class LaSAFT(nn.Module):
         spec = self.forward_spec(self.spectrogram(mix), self.condition(target_index, beta))
         return self.waveform(spec, mix.shape[-1]), spec
 
-    def separate_batch(self, mix: torch.Tensor, target_indices: list[int], beta: float | None = None) -> torch.Tensor:
+    def separate_batch(self, mix: torch.Tensor, target_indices: list[int | torch.Tensor], beta: float | None = None) -> torch.Tensor:
         """All requested targets of a batch of windows: ``[B, C, samples] → [B, targets, C, samples]``.
+
+        A target is an index, or a condition vector ``[embedding_dim]`` (a query's, an instrument's).
 
         An unconditioned encoder is run once and its features are reused for every target (with four
         targets, 0.68 of the work of four full passes, measured: see BENCHMARKS.md); a conditioned
@@ -491,7 +544,10 @@ class LaSAFT(nn.Module):
         shared = None if self.config.condition_encoder else self.encode(spec, None)
         outs = []
         for index in target_indices:
-            condition = self.condition(torch.full((batch,), index, dtype=torch.long, device=mix.device), beta)
+            if isinstance(index, torch.Tensor):
+                condition = self.with_beta(index.to(mix.device, mix.dtype).expand(batch, -1), beta)
+            else:
+                condition = self.condition(torch.full((batch,), index, dtype=torch.long, device=mix.device), beta)
             x, skips = shared if shared is not None else self.encode(spec, condition)
             outs.append(self.waveform(self.decode(spec, x, skips, condition), mix.shape[-1]))
         return torch.stack(outs, dim=1)

@@ -25,6 +25,8 @@ DEFAULT_MODEL = "lasaft-chorales-string-remix"
 #: Shortest window accepted. Shorter windows are all overlap and padding: 1 ms windows took an hour
 #: for a 2-second file. A quarter second still holds several STFT frames of every model here.
 MIN_SEGMENT_SECONDS = 0.25
+#: Shortest query clip accepted: a few notes of the instrument, enough for its timbre.
+MIN_QUERY_SECONDS = 0.5
 
 
 def separate_with_model(
@@ -103,6 +105,19 @@ class WindowedSeparator(FileSeparator):
         """``[B, model_channels, seg]`` → ``[B, len(indices), model_channels, seg]``."""
         raise NotImplementedError
 
+    def check_by_example(self, query: bool, instruments: list[str] | None) -> None:
+        """Refuse, before any work, a query clip or instrument names this model cannot take."""
+        if query or instruments:
+            raise StemkitError(f"{self.name} separates by target name; --query and --instrument need a model with a query encoder")
+
+    def query_conditions(self, query: torch.Tensor | None, sample_rate: int, instruments: list[str] | None) -> list[tuple[str, torch.Tensor]]:
+        """``(name, condition vector)`` for a query clip (named ``query``) and for stored instruments.
+
+        Only query-conditioned models have them; this default is the one-line refusal of the rest.
+        """
+        self.check_by_example(True, instruments)
+        return []
+
     def separate(
         self,
         mix: torch.Tensor,
@@ -110,31 +125,37 @@ class WindowedSeparator(FileSeparator):
         targets: list[str] | None = None,
         query: torch.Tensor | None = None,
         beta: float | None = None,
+        instruments: list[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """``mix [channels, samples]`` at ``sample_rate`` → ``{target: [channels, samples]}`` at the same rate.
 
+        ``query`` (a clip ``[channels, samples]`` of the wanted instrument, at ``sample_rate``) adds the
+        key ``"query"``; ``instruments`` adds one key per stored instrument name. With either, only
+        the named ``targets`` are separated as well (none by default), else all targets are.
         ``beta``: for a remix-aware model, how much of ``mix`` is a previous estimate of the target
         (progressive inference sets it; plain separation leaves it at 0; other models ignore it).
         """
-        if query is not None:
-            raise StemkitError(f"{self.name} is conditioned on a target name, not on a query clip")
         if mix.dim() != 2:
             raise StemkitError(f"expected audio [channels, samples], got shape {tuple(mix.shape)}")
         check_finite(mix, "the mixture", sample_rate)
-        chosen = self.check_targets(targets)
+        by_example = query is not None or bool(instruments)
+        chosen = self.check_targets(targets) if targets is not None or not by_example else []
+        requests: list[tuple[str, int | torch.Tensor]] = [(t, self.targets.index(t)) for t in chosen]
+        if by_example:
+            requests += self.query_conditions(query, sample_rate, instruments)
         audio = mix.float()
         if sample_rate != self.sample_rate:
             audio = resample(audio, sample_rate, self.sample_rate)
-        indices = [self.targets.index(t) for t in chosen]
+        conditions = [condition for _, condition in requests]
         segment = int(round(self.segment_seconds * self.sample_rate)) if self.segment_seconds else self.segment_samples
-        run = fit_channels(lambda chunks: self.separate_windows(chunks, indices, beta), self.model_channels, audio.shape[0])
+        run = fit_channels(lambda chunks: self.separate_windows(chunks, conditions, beta), self.model_channels, audio.shape[0])
         with torch.inference_mode():
             out = overlap_add(run, audio, segment, self.overlap, self.batch_size, self.device, self.progress, desc="separating")
         result = {}
-        for target, estimate in zip(chosen, out):
+        for (name, _), estimate in zip(requests, out):
             if sample_rate != self.sample_rate:
                 estimate = resample(estimate, self.sample_rate, sample_rate)[..., : mix.shape[-1]]
-            result[target] = estimate
+            result[name] = estimate
         return result
 
 
@@ -178,5 +199,36 @@ class Separator(WindowedSeparator):
     def targets(self) -> list[str]:
         return list(self.model.config.targets)
 
-    def separate_windows(self, chunks: torch.Tensor, indices: list[int], beta: float | None) -> torch.Tensor:
+    @property
+    def instruments(self) -> list[str]:
+        """Instruments ``--instrument`` can name (those the model stored a mean query for)."""
+        return self.model.known_instruments
+
+    def check_by_example(self, query: bool, instruments: list[str] | None) -> None:
+        if self.model.query_encoder is None:
+            super().check_by_example(query, instruments)
+            return
+        unknown = [name for name in instruments or [] if name not in self.instruments]
+        if unknown:
+            known = ", ".join(self.instruments) or "none"
+            raise StemkitError(f"unknown instrument(s) {', '.join(unknown)}: {self.name} knows {known}")
+
+    def query_conditions(self, query: torch.Tensor | None, sample_rate: int, instruments: list[str] | None) -> list[tuple[str, torch.Tensor]]:
+        self.check_by_example(query is not None, instruments)
+        found = [(name, self.model.instrument_condition(name)) for name in instruments or []]
+        if query is not None:
+            if query.dim() != 2:
+                raise StemkitError(f"expected the query clip as [channels, samples], got shape {tuple(query.shape)}")
+            check_finite(query, "the query clip", sample_rate)
+            if query.shape[-1] < MIN_QUERY_SECONDS * sample_rate:
+                raise StemkitError(f"the query clip is {query.shape[-1] / sample_rate:.2f} s; give at least {MIN_QUERY_SECONDS} s of the instrument")
+            if not query.abs().max() > 0:
+                raise StemkitError("the query clip is silent: it must hold the instrument playing")
+            clip = resample(query.float(), sample_rate, self.sample_rate) if sample_rate != self.sample_rate else query.float()
+            with torch.inference_mode():
+                vector = self.model.query_condition(clip[None].to(self.device))[0]
+            found.append(("query", vector))
+        return found
+
+    def separate_windows(self, chunks: torch.Tensor, indices: list[int | torch.Tensor], beta: float | None) -> torch.Tensor:
         return self.model.separate_batch(chunks, indices, beta)

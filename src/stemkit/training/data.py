@@ -124,7 +124,9 @@ class StemDataModule(L.LightningDataModule):
         batch_size: crops per optimizer step (per device).
         items_per_epoch: crops per epoch; an epoch is ``items_per_epoch / batch_size`` steps.
         remix, swap_probability, gain_db, eq_db: on-the-fly remixing and augmentation (see ``CropConfig``).
-        conditioning: ``"index"`` for separators conditioned on a target index.
+        conditioning: ``"index"`` for separators conditioned on a target index, ``"query"`` to add a
+            clip of the target's instrument from another track (query-by-example training).
+        query_seconds: length of those clips.
         valid_tracks: how many validation tracks (spread over the set); 0 = all.
         valid_seconds: seconds of each validation track.
         num_workers: data loading processes.
@@ -145,6 +147,7 @@ class StemDataModule(L.LightningDataModule):
         gain_db: tuple[float, float] = (-6.0, 3.0),
         eq_db: float = 0.0,
         conditioning: str | None = "index",
+        query_seconds: float = 2.0,
         valid_tracks: int = 6,
         valid_seconds: float = 12.0,
         num_workers: int = 1,
@@ -201,6 +204,7 @@ class StemDataModule(L.LightningDataModule):
                 gain_db=tuple(hp.gain_db),
                 eq_db=hp.eq_db,
                 conditioning=hp.conditioning,
+                query_seconds=hp.query_seconds,
                 seed=hp.seed,
             )
             self.train_set = StemCropDataset(self._tracks(hp.train_dir, hp.train_subset), crop)

@@ -30,19 +30,30 @@ from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
-def lasaft_loss(model: LaSAFT, batch: dict, beta: torch.Tensor | None = None) -> torch.Tensor:
+def lasaft_loss(
+    model: LaSAFT,
+    batch: dict,
+    beta: torch.Tensor | None = None,
+    query_vectors: torch.Tensor | None = None,
+    use_query: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The paper's training loss: MSE between estimated and true complex spectrograms of the named target.
 
     With ``beta`` (``[B]``, remix-aware training) each crop whose β > 0 is first remixed with the
     model's own estimate of its target, ``(1 − β)·mix + β·x̂``, and β is passed as a condition.
+    With ``query_vectors`` (``[B, embedding_dim]``, from the batch's query clips), the crops where
+    ``use_query`` is true are conditioned on their query instead of the index and asked for every
+    stem the query's instrument plays (``query_target``).
     """
     mix, index = batch["mix"], batch["target_index"]
     if beta is not None:
         mix = remix_with_own_estimate(model, mix, index, beta, oracle=batch.get("remix_oracle"), target=batch["target"])
-    mix_spec = model.spectrogram(mix)
-    target_spec = model.spectrogram(batch["target"])
-    estimate = model.forward_spec(mix_spec, model.condition(index, beta))
-    return torch.nn.functional.mse_loss(estimate, target_spec)
+    condition, target = model.condition(index, beta), batch["target"]
+    if query_vectors is not None and use_query is not None:
+        condition = torch.where(use_query[:, None], model.with_beta(query_vectors, beta), condition)
+        target = torch.where(use_query[:, None, None], batch["query_target"], target)
+    estimate = model.forward_spec(model.spectrogram(mix), condition)
+    return torch.nn.functional.mse_loss(estimate, model.spectrogram(target))
 
 
 def remix_with_own_estimate(
@@ -101,6 +112,9 @@ class LaSAFTSystem(StemkitSystem):
         remix_schedule: the inference schedule β is drawn from (linear, cosine, karras:ρ, ...).
         remix_max_steps: largest progressive step count β is drawn for.
         remix_oracle_share: share of remixed crops that boost the true target instead of the estimate.
+        query_probability: share of crops conditioned on a query clip instead of the target index
+            (needs ``net.query_encoder`` and data with ``conditioning: query``). The model keeps a
+            running mean of the query vectors of each of ``net.instruments`` for ``--instrument``.
     """
 
     family = "lasaft"
@@ -119,10 +133,15 @@ class LaSAFTSystem(StemkitSystem):
         remix_schedule: str = "linear",
         remix_max_steps: int = 4,
         remix_oracle_share: float = 0.0,
+        query_probability: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(net, dict):
             net = LaSAFTConfig(**net)
+        if not 0.0 <= query_probability <= 1.0:
+            raise ValueError("query_probability must be in [0, 1]")
+        if query_probability > 0 and not net.query_encoder:
+            raise ValueError("query_probability > 0 needs a model with a query encoder (net.query_encoder: true)")
         if not 0.0 <= remix_probability <= 1.0 or not 0.0 <= remix_oracle_share <= 1.0:
             raise ValueError("remix_probability and remix_oracle_share must be in [0, 1]")
         if remix_max_steps < 2:
@@ -133,7 +152,7 @@ class LaSAFTSystem(StemkitSystem):
                                    "valid_overlap": valid_overlap, "valid_metrics": valid_metrics,
                                    "init_from": init_from, "remix_probability": remix_probability,
                                    "remix_schedule": remix_schedule, "remix_max_steps": remix_max_steps,
-                                   "remix_oracle_share": remix_oracle_share})
+                                   "remix_oracle_share": remix_oracle_share, "query_probability": query_probability})
         self.config = net
         self.model = LaSAFT(net)
         if init_from:
@@ -157,7 +176,15 @@ class LaSAFTSystem(StemkitSystem):
             if hp.remix_oracle_share > 0:
                 batch = dict(batch, remix_oracle=(torch.rand(size) < hp.remix_oracle_share).to(self.device))
             self.log("train/remixed_share", (beta > 0).float().mean(), batch_size=size)
-        loss = lasaft_loss(self.model, batch, beta)
+        query_vectors = use_query = None
+        if hp.get("query_probability", 0.0) > 0:
+            if "query" not in batch:
+                raise StemkitError("query training needs query clips: set data.conditioning: query")
+            use_query = torch.rand(batch["mix"].shape[0], device=self.device) < hp.query_probability
+            query_vectors = self.model.query_condition(batch["query"])
+            chosen = use_query.tolist()
+            self.model.update_instrument_conditions([n for n, q in zip(batch["instrument"], chosen) if q], query_vectors[use_query])
+        loss = lasaft_loss(self.model, batch, beta, query_vectors, use_query)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -190,18 +217,26 @@ class LaSAFTSystem(StemkitSystem):
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
 
 
+#: config fields that add conditioning inputs without changing the separating network
+OPTIONAL_CONDITIONING = ("beta_condition", "query_encoder", "instruments")
+
+
 def load_matching_weights(model: LaSAFT, source: str) -> None:
     """Copy weights from ``source`` into ``model``; only layers the source lacks may stay new.
 
-    The architectures must agree except for ``beta_condition``, which is what lets a remix-aware
-    model start from a plain one.
+    The architectures must agree except for the optional conditioning parts (``beta_condition``,
+    ``query_encoder``, ``instruments``), which is what lets a remix-aware or query-by-example model
+    start from a plain one.
     """
     donor, meta = load_model(source, family="lasaft")
     mine, theirs = model.config.to_dict(), donor.config.to_dict()
-    mine.pop("beta_condition"), theirs.pop("beta_condition")
+    for key in OPTIONAL_CONDITIONING:
+        mine.pop(key), theirs.pop(key)
     if mine != theirs:
         changed = sorted(k for k in mine if mine[k] != theirs.get(k))
         raise StemkitError(f"init_from {source}: architecture differs in {', '.join(changed)}")
-    missing, unexpected = model.load_state_dict(donor.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("beta_embedding.") for key in missing):
+    state = {k: v for k, v in donor.state_dict().items() if not k.startswith("instrument_")}  # re-learnt for new names
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new_parts = ("beta_embedding.", "query_encoder.", "instrument_")
+    if unexpected or any(not key.startswith(new_parts) for key in missing):
         raise StemkitError(f"init_from {source}: weights do not match (missing {missing}, unexpected {unexpected})")
