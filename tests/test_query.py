@@ -170,3 +170,21 @@ def test_query_encoder_takes_any_clip_length_and_listens_to_timbre():
         QueryEncoder(n_fft=200, hop_length=50, embedding_dim=8)
     with pytest.raises(ValueError, match="query encoder"):
         LaSAFTConfig(instruments=["oboe"])
+
+
+def test_a_query_model_starts_from_a_shipped_separator_with_its_weights():
+    """Query training fine-tunes a shipped model: every separating weight is copied, only the query
+    encoder and the instrument table are new."""
+    from stemkit.training.separation import LaSAFTSystem
+
+    donor, _ = load_model("lasaft-chorales-string-remix")
+    net = LaSAFTConfig(**{**donor.config.to_dict(), "query_encoder": True, "instruments": ["violin"]})
+    system = LaSAFTSystem(net, init_from="lasaft-chorales-string-remix", query_probability=0.5)
+    theirs = donor.state_dict()
+    for key, value in system.model.state_dict().items():
+        if key.startswith(("query_encoder.", "instrument_")):
+            assert key not in theirs
+        else:
+            assert torch.equal(value, theirs[key]), key
+    with pytest.raises(ValueError, match="query encoder"):
+        LaSAFTSystem(donor.config, query_probability=0.5)

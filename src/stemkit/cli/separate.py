@@ -35,8 +35,8 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
                    help="an audio clip of the wanted instrument (≥ 0.5 s): writes the part it plays as <CLIP name>.<format> "
                         "(models with a query encoder)")
     p.add_argument("--instrument", default=None, metavar="NAMES",
-                   help="comma-separated instruments to write, each by the model's stored mean query "
-                        "(`stemkit models NAME` lists them)")
+                   help="comma-separated instruments to write, each by the model's stored mean query of it "
+                        "(an unknown name is an error that lists the model's instruments)")
     p.add_argument("--out", "-o", type=Path, default=Path("separated"), help="output folder")
     p.add_argument("--residual", action="store_true", help="also write residual = mix − sum of the written targets")
     add_batch_options(p, "output format")
