@@ -36,26 +36,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--workers", type=int, default=2, help="tracks scored in parallel")
     parser.add_argument("--no-oracles", action="store_true", help="skip the mixture and IRM rows")
+    parser.add_argument("--only", nargs="+", default=None, metavar="SET", help="only these condition folders")
+    parser.add_argument("--overlap", type=float, default=0.25, help="window overlap of the separators (stemkit's default 0.25)")
     args = parser.parse_args(argv)
 
-    sets = sorted(p for p in args.sets.iterdir() if p.is_dir() and list_tracks(p))
+    sets = sorted(p for p in args.sets.iterdir() if p.is_dir() and list_tracks(p) and (not args.only or p.name in args.only))
     if not sets:
         print(f"no chorale datasets in {args.sets}", file=sys.stderr)
         return 2
     results: dict[str, dict[str, dict]] = {}
     timing: dict[str, float] = {}
+    default_overlap = args.overlap == 0.25
+    work = args.work if default_overlap else args.work / f"overlap-{args.overlap}"
     for model in args.models:
-        separator = load_separator(model, progress=False)
-        results[separator.name] = {}
+        separator = load_separator(model, progress=False, overlap=args.overlap)
+        label = separator.name if default_overlap else f"{separator.name} (overlap {args.overlap})"
+        results[label] = {}
         for folder in sets:
-            out = args.work / folder.name
+            out = work / folder.name
             started = time.perf_counter()
             separate_many(separator, collect_audio([folder]), out, progress=False)
-            timing[f"{separator.name}/{folder.name}"] = time.perf_counter() - started
-            results[separator.name][folder.name] = evaluate_dataset(folder, estimates=out / separator.name,
-                                                                     workers=args.workers, progress=False)
-            print(f"{separator.name} on {folder.name}: {results[separator.name][folder.name]['average']['cSDR']:.2f} dB",
-                  flush=True)
+            timing[f"{label}/{folder.name}"] = time.perf_counter() - started
+            results[label][folder.name] = evaluate_dataset(folder, estimates=out / separator.name, workers=args.workers,
+                                                           progress=False)
+            print(f"{label} on {folder.name}: {results[label][folder.name]['average']['cSDR']:.2f} dB", flush=True)
     if not args.no_oracles:
         for oracle in ("mixture", "irm"):
             results[f"{oracle} (oracle)"] = {f.name: evaluate_dataset(f, oracle=oracle, workers=args.workers, progress=False)

@@ -535,9 +535,9 @@ class LaSAFT(nn.Module):
 
         A target is an index, or a condition vector ``[embedding_dim]`` (a query's, an instrument's).
 
-        An unconditioned encoder is run once and its features are reused for every target (with four
-        targets, 0.68 of the work of four full passes, measured: see BENCHMARKS.md); a conditioned
-        encoder runs per target.
+        An unconditioned encoder is run once and its features are reused for every target (four
+        targets then take 0.71 of the time of four full passes: BENCHMARKS.md, "Separation speed");
+        a conditioned encoder runs per target.
         """
         batch = mix.shape[0]
         spec = self.spectrogram(mix)
