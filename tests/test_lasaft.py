@@ -204,6 +204,9 @@ def test_paper_architecture_is_the_reference_structure():
     assert model.middle.gpocm is None and all(d.gpocm is None for d in model.decoders)
     controls = model.control(model.condition(torch.tensor([0, 1])))
     assert len(controls) == cfg.depth and controls[0][0].shape == (2, 4, 4) and controls[0][1].shape == (2, 4)
+    model.train()  # one item has no batch statistics: the control model falls back to running ones
+    assert len(model.control(model.condition(torch.tensor([1])))) == cfg.depth
+    assert model.control.training and all(m.training for m in model.control.modules())
     compact = LaSAFT(tiny_config()).eval()
     assert compact.control is None and compact.middle.gpocm is not None
     with torch.no_grad():  # an unconditioned encoder ignores the condition entirely

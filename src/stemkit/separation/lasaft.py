@@ -324,10 +324,22 @@ class ControlModel(nn.Module):
         self.beta = nn.Sequential(nn.Linear(dims[-1], blocks * channels), nn.BatchNorm1d(blocks * channels, affine=False))
 
     def forward(self, condition: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One ``(Γ [B, C, C], β [B, C])`` per decoder block, outermost block last."""
-        hidden = self.dense(condition)
-        gammas = self.gamma(hidden).view(-1, self.blocks, self.channels, self.channels)
-        betas = self.beta(hidden).view(-1, self.blocks, self.channels)
+        """One ``(Γ [B, C, C], β [B, C])`` per decoder block, outermost block last.
+
+        A training batch of one item has no batch statistics to normalise by (the reference
+        implementation fails there); its batch norms then use their running statistics.
+        """
+        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm1d)]
+        alone = self.training and condition.shape[0] == 1
+        for norm in norms if alone else []:
+            norm.eval()
+        try:
+            hidden = self.dense(condition)
+            gammas = self.gamma(hidden).view(-1, self.blocks, self.channels, self.channels)
+            betas = self.beta(hidden).view(-1, self.blocks, self.channels)
+        finally:
+            for norm in norms if alone else []:
+                norm.train()
         return [(gammas[:, i], betas[:, i]) for i in range(self.blocks)]
 
 
