@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from stemkit.separation.separator import DEFAULT_MODEL
 from stemkit.audio.io import load_audio, save_audio
 from stemkit.data.layout import list_tracks
 
@@ -63,11 +64,11 @@ def test_demo_with_every_default_writes_table_json_and_plot(tmp_path):
     result = run_cli("demo", cwd=tmp_path, check=True)
     tmp_path = tmp_path / "demo_out"
     assert "IRM (oracle)" in result.stdout and "mixture (oracle)" in result.stdout
-    assert "lasaft-chorales-string-remix" in result.stdout  # the shipped model runs out of the box
+    assert DEFAULT_MODEL in result.stdout  # the shipped default runs out of the box
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    model, floor = metrics["lasaft-chorales-string-remix"]["average"]["cSDR"], metrics["mixture (oracle)"]["average"]["cSDR"]
+    model, floor = metrics[DEFAULT_MODEL]["average"]["cSDR"], metrics["mixture (oracle)"]["average"]["cSDR"]
     assert model > floor + 5, (model, floor)
-    assert len(list((tmp_path / "separated" / "lasaft-chorales-string-remix").glob("*/soprano.wav"))) == 3
+    assert len(list((tmp_path / "separated" / DEFAULT_MODEL).glob("*/soprano.wav"))) == 3
     for name in ("metrics.md", "metrics.json", "metrics.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

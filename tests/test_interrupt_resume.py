@@ -16,6 +16,7 @@ import torch
 
 from stemkit.data.layout import list_tracks
 from stemkit.separation.base import FileSeparator
+from stemkit.separation.separator import DEFAULT_MODEL
 
 TARGETS = ["soprano", "alto", "tenor", "bass"]
 
@@ -83,7 +84,7 @@ def test_separate_completes_incomplete_inputs_and_keeps_existing_outputs(cli, ch
         sf.write(src / f"song{i}.wav", audio[: rate * 2], rate)
     args = ["separate", str(src), "--out", str(tmp_path / "out"), "--quiet"]
     cli(*args, check=True)
-    root = tmp_path / "out" / "lasaft-chorales-string-remix"
+    root = tmp_path / "out" / DEFAULT_MODEL
     kept = (root / "song0" / "alto.wav").read_bytes()
     (root / "song0" / "bass.wav").unlink()
     (root / "song0" / "tenor.wav").unlink()

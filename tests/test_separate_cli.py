@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from conftest import REPO, run_cli
+from stemkit.separation.separator import DEFAULT_MODEL
 
 TINY = str(REPO / "configs" / "lasaft" / "chorales_tiny.yaml")
 
@@ -98,7 +99,7 @@ def test_default_model_separates_a_test_chorale(cli, chorale_dir, tmp_path):
         mix, _ = sf.read(track.mix)
         for target, stem in zip(track.targets, track.stems):
             reference, _ = sf.read(stem)
-            estimate, _ = sf.read(tmp_path / "lasaft-chorales-string-remix" / track.name / f"{target}.wav")
+            estimate, _ = sf.read(tmp_path / DEFAULT_MODEL / track.name / f"{target}.wav")
             assert estimate.shape == reference.shape
             gains.append(si_sdr(reference, estimate) - si_sdr(reference, mix))
     assert np.mean(gains) > 6.0 and min(gains) > 0.0, gains
