@@ -32,7 +32,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", default="string", help="string, brass, woodwind or random")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--soundfont", type=Path, default=None, help="a .sf2/.sf3 General MIDI soundfont")
-    p.add_argument("--model", default=None, help="separator to demonstrate (default: the shipped lasaft-chorales-varied)")
+    p.add_argument("--model", default=None, help="separator to demonstrate (default: the shipped lasaft-chorales-string-remix)")
     p.add_argument("--synth-model", default=None, help="synthesizer to demonstrate (default: the shipped violin-ldm-chorales)")
     add_device(p)
     p.set_defaults(func=_run_demo)

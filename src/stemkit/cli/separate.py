@@ -48,7 +48,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     """Which separator to run and how (shared by separate and progressive-analysis)."""
     p.add_argument("--model", "-n", default=None,
                    help="a shipped model name, a .safetensors/.ckpt file, a demucs .th package, or a BS-RoFormer "
-                        "checkpoint with --model-config (default: lasaft-chorales-varied)")
+                        "checkpoint with --model-config (default: lasaft-chorales-string-remix)")
     p.add_argument("--arch", choices=["auto", "lasaft", "htdemucs", "bs-roformer"], default="auto",
                    help="architecture of --model; auto: .th is HTDemucs, a checkpoint with --model-config is BS-RoFormer")
     p.add_argument("--model-config", type=Path, default=None, help="the training YAML of a BS-RoFormer checkpoint")

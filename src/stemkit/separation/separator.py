@@ -21,7 +21,7 @@ from stemkit.separation.base import FileSeparator
 from stemkit.models import load_model
 from stemkit.separation.lasaft import LaSAFT
 
-DEFAULT_MODEL = "lasaft-chorales-varied"
+DEFAULT_MODEL = "lasaft-chorales-string-remix"
 #: Shortest window accepted. Shorter windows are all overlap and padding: 1 ms windows took an hour
 #: for a 2-second file. A quarter second still holds several STFT frames of every model here.
 MIN_SEGMENT_SECONDS = 0.25
