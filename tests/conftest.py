@@ -31,6 +31,13 @@ def run_cli(*args: str, check: bool = False, cwd: Path | None = None) -> subproc
     return result
 
 
+def fit_tiny_lasaft(data: Path, root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """Train ``configs/lasaft/chorales_tiny.yaml`` on ``data`` (train and valid) into ``root`` with the real CLI."""
+    return run_cli("fit", "--config", str(REPO / "configs" / "lasaft" / "chorales_tiny.yaml"), "--data.train_dir", str(data),
+                   "--data.valid_dir", str(data), "--trainer.default_root_dir", str(root),
+                   "--trainer.logger.init_args.save_dir", str(root), *overrides, check=True)
+
+
 @pytest.fixture()
 def one_thread():
     """One torch thread for tests on tiny tensors: on a small machine a second thread only fights the

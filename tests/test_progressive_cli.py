@@ -10,19 +10,15 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import REPO, run_cli
-
-TINY = str(REPO / "configs" / "lasaft" / "chorales_tiny.yaml")
+from conftest import fit_tiny_lasaft, run_cli
 
 
 @pytest.fixture(scope="module")
 def remix_model(chorale_dir, tmp_path_factory) -> dict:
     """A tiny remix-aware LaSAFT trained with the real CLI, then exported."""
     root = tmp_path_factory.mktemp("remix-run")
-    run_cli("fit", "--config", TINY, "--data.train_dir", str(chorale_dir), "--data.valid_dir", str(chorale_dir),
-            "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
-            "--model.init_args.net.beta_condition", "true", "--model.init_args.remix_probability", "0.5",
-            "--model.init_args.remix_max_steps", "3", "--trainer.max_steps", "4", check=True)
+    fit_tiny_lasaft(chorale_dir, root, "--model.init_args.net.beta_condition", "true", "--model.init_args.remix_probability", "0.5",
+                    "--model.init_args.remix_max_steps", "3", "--trainer.max_steps", "4")
     logged = next((root / "logs").rglob("metrics.csv")).read_text()
     assert "train/remixed_share" in logged
     out = tmp_path_factory.mktemp("remix-models")

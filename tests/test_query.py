@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import REPO, run_cli
+from conftest import fit_tiny_lasaft, run_cli
 from stemkit.data.datasets import CropConfig, StemCropDataset
 from stemkit.data.tracks import load_stem_tracks
 from stemkit.models import load_model
@@ -18,18 +18,13 @@ from stemkit.separation.query import QueryEncoder
 from stemkit.separation.separator import Separator
 from stemkit.training.separation import lasaft_loss
 
-TINY = str(REPO / "configs" / "lasaft" / "chorales_tiny.yaml")
-
-
 @pytest.fixture(scope="module")
 def query_model(chorale_dir, tmp_path_factory) -> dict:
     """The tiny config trained with queries on half the crops by the real CLI, then exported."""
     root = tmp_path_factory.mktemp("qrun")
-    run_cli("fit", "--config", TINY, "--data.train_dir", str(chorale_dir), "--data.valid_dir", str(chorale_dir),
-            "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
-            "--model.net.query_encoder", "true", "--model.net.instruments", "[violin, viola, cello, oboe]",
+    fit_tiny_lasaft(chorale_dir, root, "--model.net.query_encoder", "true", "--model.net.instruments", "[violin, viola, cello, oboe]",
             "--model.query_probability", "0.5", "--data.conditioning", "query", "--data.query_seconds", "0.5",
-            "--trainer.max_steps", "6", check=True)
+            "--trainer.max_steps", "6")
     out = tmp_path_factory.mktemp("qmodels")
     run_cli("export", str(root / "checkpoints" / "last.ckpt"), "--name", "tiny-query", "--out", str(out), check=True)
     track = sorted(Path(chorale_dir).glob("*_track*"))[0]
