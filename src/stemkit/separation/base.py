@@ -3,6 +3,7 @@ the file handling they share."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -12,6 +13,12 @@ from stemkit.atomic import atomic_folder, remove_stale_staging
 from stemkit.audio.io import load_audio, save_audio
 from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
+
+
+@lru_cache(maxsize=2)
+def _load_query(path: str) -> tuple[torch.Tensor, int]:
+    """A query clip, read once for a whole batch of inputs (every file is separated by the same clip)."""
+    return load_audio(path)
 
 
 @runtime_checkable
@@ -94,7 +101,7 @@ class FileSeparator:
         else:
             clip = None
             if query is not None:
-                clip, clip_rate = load_audio(query)
+                clip, clip_rate = _load_query(str(query))
                 if clip_rate != rate:
                     clip = resample(clip.float(), clip_rate, rate)
             stems = self.separate(mix, rate, targets, query=clip, instruments=instruments)
