@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
+from stemkit.audio.spectral import complex_channels_multiply
 from stemkit.errors import StemkitError
 from stemkit.models import load_model, save_model
-from stemkit.separation.lasaft import COMPACT_SWITCHES, LaSAFT, LaSAFTConfig, _complex_multiply, paper_switches
+from stemkit.separation.lasaft import COMPACT_SWITCHES, LaSAFT, LaSAFTConfig, paper_switches
 from stemkit.separation.separator import separate_with_model
 
 
@@ -110,7 +111,7 @@ def test_complex_multiply_matches_torch_complex():
     def as_complex(x):
         return torch.view_as_complex(x.view(2, 2, 2, 5, 6).permute(0, 1, 3, 4, 2).contiguous())
 
-    product = _complex_multiply(a, b)
+    product = complex_channels_multiply(a, b)
     assert torch.allclose(as_complex(product), as_complex(a) * as_complex(b), atol=1e-6)
 
 

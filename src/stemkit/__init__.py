@@ -4,7 +4,8 @@ The public API, loaded lazily so ``import stemkit`` (and the CLI's ``--help``) s
 until needed:
 
 - :func:`load_pretrained` / :func:`load_model` / :func:`save_model` — every model family, one format;
-- :class:`Separator`, :class:`ProgressiveSeparator`, :func:`load_separator` — separation;
+- :class:`Separator`, :class:`ProgressiveSeparator`, :class:`RefinedSeparator` (with :func:`find_refiner`,
+  :func:`load_refiner`), :func:`load_separator` — separation;
 - :class:`Synthesizer` — MIDI → audio.
 """
 
@@ -20,6 +21,9 @@ _LAZY = {
     "save_model": "stemkit.models",
     "Separator": "stemkit.separation.separator",
     "ProgressiveSeparator": "stemkit.separation.progressive",
+    "RefinedSeparator": "stemkit.separation.refinement",
+    "find_refiner": "stemkit.separation.refinement",
+    "load_refiner": "stemkit.separation.refinement",
     "load_separator": "stemkit.separation.adapters",
     "Synthesizer": "stemkit.synthesis.synthesize",
 }

@@ -31,11 +31,12 @@ from stemkit.errors import StemkitError
 #: Modules that define the built-in families; imported on the first lookup.
 FAMILY_MODULES = (
     "stemkit.separation.lasaft",
+    "stemkit.separation.refiner",
     "stemkit.synthesis.vae",
     "stemkit.synthesis.latent_synth",
 )
 
-TASKS = ("separation", "synthesis", "autoencoder", "disentanglement")
+TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,35 @@ def istft(spec: torch.Tensor, n_fft: int, hop_length: int, length: int) -> torch
     return audio.reshape(*lead, length)
 
 
+def to_complex_channels(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
+    """``[B, C, samples]`` → complex-as-channels ``[B, 2C, frames, n_fft // 2]`` (re, im per channel).
+
+    The Nyquist bin is dropped so the frequency axis halves cleanly in a U-Net; the separation
+    networks (LaSAFT, the refiner) all read spectrograms in this layout.
+    """
+    spec = torch.view_as_real(stft(audio, n_fft, hop_length)[..., :-1, :])  # [B, C, F, T, 2]
+    batch, channels, freqs, frames, _ = spec.shape
+    return spec.permute(0, 1, 4, 3, 2).reshape(batch, 2 * channels, frames, freqs)
+
+
+def from_complex_channels(spec: torch.Tensor, n_fft: int, hop_length: int, length: int) -> torch.Tensor:
+    """Inverse of :func:`to_complex_channels` (the Nyquist bin comes back as zero): ``[B, C, length]``."""
+    batch, channels2, frames, freqs = spec.shape
+    spec = spec.reshape(batch, channels2 // 2, 2, frames, freqs).permute(0, 1, 4, 3, 2)
+    complex_spec = torch.nn.functional.pad(torch.view_as_complex(spec.contiguous()), (0, 0, 0, 1))
+    return istft(complex_spec, n_fft, hop_length, length)
+
+
+def complex_channels_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Complex product of two complex-as-channels tensors ``[B, 2C, T, F]`` (re, im interleaved per channel)."""
+    batch, channels2, frames, freqs = b.shape
+    x = a.view(batch, channels2 // 2, 2, frames, freqs)
+    y = b.view(batch, channels2 // 2, 2, frames, freqs)
+    real = x[:, :, 0] * y[:, :, 0] - x[:, :, 1] * y[:, :, 1]
+    imag = x[:, :, 0] * y[:, :, 1] + x[:, :, 1] * y[:, :, 0]
+    return torch.stack([real, imag], dim=2).view(batch, channels2, frames, freqs)
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
     return torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).float()

@@ -62,7 +62,12 @@ def _add_progressive_args(p: argparse.ArgumentParser, default_steps: int) -> Non
         "progressive inference",
         "Separate, remix the estimate into the mixture, separate again: step n separates "
         "(1 − β_n)·mix + β_n·(previous estimate). Remix-aware models are told β.")
-    group.add_argument("--steps", type=int, default=default_steps, help="separation passes N (1 = ordinary separation)")
+    group.add_argument("--steps", type=int, default=default_steps,
+                       help="passes N (1 = ordinary separation). With a refiner for the model (--refiner), steps 2..N "
+                            "are refinements of all parts; without one, remixing progressive inference (--schedule, --mode)")
+    group.add_argument("--refiner", default="auto", metavar="NAME",
+                       help="auto: the installed refiner trained for --model, if any; none: remixing progressive "
+                            "inference; or a refiner model name or file")
     group.add_argument("--schedule", default="linear",
                        help="β per step: linear, cosine, karras[:RHO], constant[:C], adaptive, or a list like 0,0.4,0.7")
     group.add_argument("--mode", choices=["add-to-mixture", "remix-all"], default="add-to-mixture",
@@ -84,9 +89,28 @@ def _build_separator(args: argparse.Namespace, progress: bool):
 
     check_schedule(args.schedule, args.steps)  # an invalid --schedule is an error even for one pass
     base = _load_base(args, progress=progress and args.steps == 1)
+    refiner = _pick_refiner(args, base)
+    if refiner is not None:
+        from stemkit.separation.refinement import RefinedSeparator
+
+        return RefinedSeparator(base, refiner, args.steps, args.wiener, overlap=args.overlap, batch_size=args.batch_size,
+                                device=args.device, progress=progress)
     if args.steps == 1 and not args.wiener:
         return base
     return ProgressiveSeparator(base, args.steps, args.schedule, args.mode, args.wiener)
+
+
+def _pick_refiner(args: argparse.Namespace, base):
+    """The refiner ``--refiner`` asks for (``auto``: the one trained for the base, if installed), or None."""
+    from stemkit.separation.refinement import find_refiner, load_refiner
+
+    choice = args.refiner
+    if choice == "none" or (choice == "auto" and args.steps < 2):
+        return None
+    if args.steps < 2:
+        raise StemkitError("--refiner refines after the first pass: give --steps 2 or more")
+    name = find_refiner(base.name) if choice == "auto" else choice
+    return load_refiner(name) if name else None
 
 
 def _run_separate(args: argparse.Namespace) -> int:
@@ -151,10 +175,11 @@ def _run_progressive_analysis(args: argparse.Namespace) -> int:
     check_analysis_options(args.steps, args.tracks, args.seconds, args.offset)
     check_output_dir(args.out)
     separator = _load_base(args, progress=False)
+    refiner = _pick_refiner(args, separator)
     schedules = [args.schedule] + [s.strip() for s in (args.compare or "").split(";") if s.strip()]
     summary = progressive_analysis(args.dataset, separator, args.out, args.steps, schedules, args.mode, args.wiener,
                                    oracle=not args.no_oracle, max_tracks=args.tracks, seconds=args.seconds, offset=args.offset,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, refiner=refiner)
     print(format_summary(summary))
     print(f"avg cSDR / SI-SDR (dB) per step; wrote {args.out / 'progressive.csv'}, summary.json and progressive.png")
     return 0

@@ -5,6 +5,8 @@ uSDR of
 
 - ``one-pass``: ordinary separation (step 1, the lower line);
 - ``progressive:<schedule>``: each requested schedule's estimates after every step;
+- ``refiner``: with a refiner (:mod:`stemkit.separation.refinement`), the base's pass refined at
+  steps 2..N (it reads the mixture and every part's estimate apart, instead of a remix);
 - ``oracle``: the seed's *oracle predictor* — step n separates the remix built from the **true**
   target, ``(1 − β_n)·y + β_n·x`` (or the ``remix-all`` analogue), which bounds from above what any
   progressive run with that schedule could reach if each step's estimate were perfect.
@@ -60,11 +62,16 @@ def progressive_analysis(
     seconds: float | None = None,
     offset: float = 0.0,
     progress: bool = True,
+    refiner=None,
 ) -> dict:
     """Run the analysis; returns ``summary`` (``{method: {step: {metric: average}}}`` plus settings)."""
     schedules = schedules or ["linear"]
     check_analysis_options(steps, max_tracks, seconds, offset)
     runs = {f"progressive:{s}": ProgressiveSeparator(separator, steps, s, mode, wiener) for s in schedules}
+    if refiner is not None:
+        from stemkit.separation.refinement import RefinedSeparator
+
+        runs["refiner"] = RefinedSeparator(separator, refiner, steps, wiener)
     fixed = [s for s in schedules if parse_schedule(s)[0] != "adaptive"]
     oracle_betas = beta_schedule(fixed[0] if fixed else "linear", steps)
     tracks = open_reference_dataset(dataset)
@@ -73,7 +80,7 @@ def progressive_analysis(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"dataset": str(dataset), "model": separator.name, "steps": steps, "schedules": schedules, "mode": mode,
-                "wiener": wiener, "oracle": oracle, "oracle_betas": oracle_betas, "tracks": [t.name for t in tracks],
+                "wiener": wiener, "oracle": oracle, "refiner": getattr(refiner, "metadata", {}).get("name", "refiner") if refiner is not None else None, "oracle_betas": oracle_betas, "tracks": [t.name for t in tracks],
                 "seconds": seconds, "offset": offset}
     rows = _resume(out, settings)
     done = {(r["method"], r["track"]) for r in rows}
@@ -87,7 +94,9 @@ def progressive_analysis(
             rows = [r for r in rows if r["track"] != track.name or r["method"] == "oracle"]
             first = None  # step 1 is the same for every schedule: separated and scored once
             for method, runner in runs.items():
-                for result in runner.iterate(mix, rate, targets, first=first):
+                # the refiner refines the base's unfiltered estimates: with Wiener it separates its own step 1
+                shared = None if method == "refiner" and wiener else first
+                for result in runner.iterate(mix, rate, targets, first=shared):
                     if result.step == 1:
                         if first is None:
                             first = result.estimates
@@ -97,7 +106,7 @@ def progressive_analysis(
                     else:
                         rows += _score(method, result.step, _mean(result.betas), track.name, references, result.estimates, rate)
         if "oracle" in todo:  # step 1 of the oracle is one-pass separation: its rows are reused
-            runner = next(iter(runs.values()))
+            runner = runs[f"progressive:{schedules[0]}"]
             rows += [{**r, "method": "oracle"} for r in rows if r["method"] == "one-pass" and r["track"] == track.name]
             for step, beta in enumerate(oracle_betas[1:], start=2):
                 mixtures = {t: runner.remix(mix, references, t, beta) for t in targets}

@@ -135,3 +135,20 @@ class FileSeparator:
         if repeated:
             raise StemkitError(f"two outputs would be named {', '.join(repeated)}: rename the query file or drop the repeated name")
         return [Path(folder) / f"{name}.{format}" for name in names]
+
+
+class WrappingSeparator(FileSeparator):
+    """A separator built around another (``self.base``): it separates the base's targets, by name only
+    (progressive inference and refinement iterate on part estimates, which a query clip does not name)."""
+
+    base: FileSeparator
+    #: how the wrapper names itself in the one-line refusal of a query clip
+    kind: str = "this separator"
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.base.targets)
+
+    def refuse_query(self, query: torch.Tensor | None) -> None:
+        if query is not None:
+            raise StemkitError(f"{self.kind} separates by part name, not by query clip")

@@ -50,13 +50,42 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from stemkit.audio.spectral import istft, stft
+from stemkit.audio.spectral import complex_channels_multiply, from_complex_channels, to_complex_channels
 from stemkit.registry import register_family
 from stemkit.separation.query import QueryEncoder
 
 
+class SpectrogramUNetShape:
+    """What every spectrogram U-Net config here shares (LaSAFT's, the refiner's): the window, the
+    depth, and the checks that make the frequency axis halve cleanly at every level."""
+
+    n_fft: int
+    hop_length: int
+    num_frames: int
+    n_blocks: int
+
+    def check_shape(self) -> None:
+        if self.n_blocks < 1 or self.n_blocks % 2 == 0:
+            raise ValueError(f"n_blocks must be odd and positive, got {self.n_blocks}")
+        if self.n_fft % 2 or self.hop_length <= 0 or self.num_frames <= 1:
+            raise ValueError("n_fft must be even, hop_length positive and num_frames > 1")
+        freqs = self.n_fft // 2
+        if freqs % (2 ** self.depth):
+            raise ValueError(f"n_fft // 2 = {freqs} must be divisible by 2**{self.depth} for {self.n_blocks} blocks")
+
+    @property
+    def depth(self) -> int:
+        """Number of down-samplings (encoder blocks)."""
+        return self.n_blocks // 2
+
+    @property
+    def segment_samples(self) -> int:
+        """Audio samples that give exactly ``num_frames`` centred STFT frames."""
+        return self.hop_length * (self.num_frames - 1)
+
+
 @dataclass
-class LaSAFTConfig:
+class LaSAFTConfig(SpectrogramUNetShape):
     """Architecture and signal settings; defaults are the paper's MUSDB18 model."""
 
     sample_rate: int = 44100
@@ -95,15 +124,9 @@ class LaSAFTConfig:
     instruments: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.n_blocks < 1 or self.n_blocks % 2 == 0:
-            raise ValueError(f"n_blocks must be odd and positive, got {self.n_blocks}")
+        self.check_shape()
         if self.spec_mode not in ("mapping", "mask"):
             raise ValueError(f"spec_mode must be 'mapping' or 'mask', got {self.spec_mode!r}")
-        if self.n_fft % 2 or self.hop_length <= 0 or self.num_frames <= 1:
-            raise ValueError("n_fft must be even, hop_length positive and num_frames > 1")
-        freqs = self.n_fft // 2
-        if freqs % (2 ** self.depth):
-            raise ValueError(f"n_fft // 2 = {freqs} must be divisible by 2**{self.depth} for {self.n_blocks} blocks")
         if not self.targets:
             raise ValueError("a separator needs at least one target")
         if self.latent_tdfs not in ("full", "bottleneck"):
@@ -116,16 +139,6 @@ class LaSAFTConfig:
             raise ValueError("stored instrument queries need a query encoder (query_encoder: true)")
         if len(set(self.instruments)) != len(self.instruments):
             raise ValueError(f"instrument names repeat: {self.instruments}")
-
-    @property
-    def depth(self) -> int:
-        """Number of down-samplings (encoder blocks)."""
-        return self.n_blocks // 2
-
-    @property
-    def segment_samples(self) -> int:
-        """Audio samples that give exactly ``num_frames`` centred STFT frames."""
-        return self.hop_length * (self.num_frames - 1)
 
     @property
     def architecture(self) -> str:
@@ -434,20 +447,11 @@ class LaSAFT(nn.Module):
     # --- spectrogram plumbing -------------------------------------------------------------
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """``[B, C, samples]`` → complex-as-channels ``[B, 2C, frames, n_fft // 2]``."""
-        cfg = self.config
-        spec = stft(audio, cfg.n_fft, cfg.hop_length)[..., :-1, :]  # drop Nyquist
-        spec = torch.view_as_real(spec)  # [B, C, F, T, 2]
-        batch, channels, freqs, frames, _ = spec.shape
-        return spec.permute(0, 1, 4, 3, 2).reshape(batch, 2 * channels, frames, freqs)
+        return to_complex_channels(audio, self.config.n_fft, self.config.hop_length)
 
     def waveform(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """Inverse of :meth:`spectrogram`."""
-        cfg = self.config
-        batch, _, frames, freqs = spec.shape
-        spec = spec.reshape(batch, cfg.audio_channels, 2, frames, freqs).permute(0, 1, 4, 3, 2)
-        complex_spec = torch.view_as_complex(spec.contiguous())
-        complex_spec = torch.nn.functional.pad(complex_spec, (0, 0, 0, 1))  # Nyquist back, as zero
-        return istft(complex_spec, cfg.n_fft, cfg.hop_length, length)
+        return from_complex_channels(spec, self.config.n_fft, self.config.hop_length, length)
 
     def condition(self, target_index: torch.Tensor, beta: torch.Tensor | float | None = None) -> torch.Tensor:
         """Condition vectors ``[B, embedding_dim]`` for target indices ``[B]``.
@@ -528,7 +532,7 @@ class LaSAFT(nn.Module):
             x = decoder(torch.cat([up(x), skip], dim=1), condition, pocm)
         out = self.last_conv(x)[:, :, : mix_spec.shape[2]]
         if self.config.spec_mode == "mask":
-            out = _complex_multiply(out, mix_spec)
+            out = complex_channels_multiply(out, mix_spec)
         return out
 
     def forward_spec(self, mix_spec: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -563,13 +567,3 @@ class LaSAFT(nn.Module):
             x, skips = shared if shared is not None else self.encode(spec, condition)
             outs.append(self.waveform(self.decode(spec, x, skips, condition), mix.shape[-1]))
         return torch.stack(outs, dim=1)
-
-
-def _complex_multiply(mask: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
-    """Complex product of two complex-as-channels tensors ``[B, 2C, T, F]`` (re, im interleaved per channel)."""
-    batch, channels2, frames, freqs = spec.shape
-    m = mask.view(batch, channels2 // 2, 2, frames, freqs)
-    s = spec.view(batch, channels2 // 2, 2, frames, freqs)
-    real = m[:, :, 0] * s[:, :, 0] - m[:, :, 1] * s[:, :, 1]
-    imag = m[:, :, 0] * s[:, :, 1] + m[:, :, 1] * s[:, :, 0]
-    return torch.stack([real, imag], dim=2).view(batch, channels2, frames, freqs)

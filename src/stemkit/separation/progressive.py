@@ -30,7 +30,7 @@ import torch
 
 from stemkit.audio.spectral import istft, stft
 from stemkit.errors import StemkitError
-from stemkit.separation.base import FileSeparator
+from stemkit.separation.base import WrappingSeparator
 from stemkit.separation.schedules import beta_schedule, check_schedule, parse_schedule
 
 MODES = ("add-to-mixture", "remix-all")
@@ -87,7 +87,7 @@ class AdaptiveSchedule:
         return kept
 
 
-class ProgressiveSeparator(FileSeparator):
+class ProgressiveSeparator(WrappingSeparator):
     """Progressive inference around any separator (ours, a peer adapter, anything with ``separate``).
 
     >>> base = Separator()  # or load_separator("model.th") for an HTDemucs checkpoint
@@ -120,14 +120,11 @@ class ProgressiveSeparator(FileSeparator):
         self.wiener, self.wiener_iterations = wiener, wiener_iterations
         self.name = progressive_name(separator.name, steps, schedule, mode, wiener)
 
-    @property
-    def targets(self) -> list[str]:
-        return list(self.base.targets)
+    kind = "progressive inference"
 
     def separate(self, mix: torch.Tensor, sample_rate: int, targets: list[str] | None = None,
                  query: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if query is not None:
-            raise StemkitError("progressive inference is conditioned on target names, not on query clips")
+        self.refuse_query(query)
         chosen = self.check_targets(targets)
         last = None
         for last in self.iterate(mix, sample_rate, chosen):

@@ -1,0 +1,180 @@
+"""Training a refiner on chains of a frozen separator's real estimates (issue 14).
+
+Each training crop is separated by the base separator (frozen, no gradients), refined ``k`` times by
+the refiner as it is now (``k`` drawn from 0..``chain − 1``, no gradients), and the next refinement is
+the one trained, against the true stems. So the refiner learns both the base's errors (``k = 0``) and
+its own after earlier steps, which is what it meets when ``--steps N`` runs it N − 1 times.
+
+The base separator is any separator stemkit can load (``net.base``: a shipped name, a ``.safetensors``
+or ``.ckpt``, or a peer checkpoint with ``base_arch``/``base_config``). It is kept outside the module
+tree, so it is neither trained nor saved in the refiner's checkpoints, and each DDP process loads its
+own copy. Crops of exactly the base's window length are separated in one batched pass; other
+lengths go through the base's ordinary windowed ``separate``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stemkit.audio.chunking import overlap_add
+from stemkit.errors import StemkitError
+from stemkit.metrics.separation import aggregate, evaluate_track
+from stemkit.separation.refinement import refine_windows
+from stemkit.separation.refiner import Refiner, RefinerConfig
+from stemkit.separation.separator import fit_channels
+from stemkit.training.schedules import warmup_cosine
+from stemkit.training.system import StemkitSystem
+
+
+def refinement_loss(refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor, stems: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """MSE between the refined and the true complex spectrograms of every part (LaSAFT's loss, all parts)."""
+    batch, parts, channels, length = estimates.shape
+    spec = refiner.spectrogram
+    refined = refiner.refine_spec(spec(mix), spec(estimates.reshape(-1, channels, length)).view(batch, parts, 2 * channels, -1, refiner.config.n_fft // 2), step)
+    truth = spec(stems.reshape(-1, channels, length)).view_as(refined)
+    return torch.nn.functional.mse_loss(refined, truth)
+
+
+class RefinerSystem(StemkitSystem):
+    """Trains a :class:`~stemkit.separation.refiner.Refiner` for the separator ``net.base``.
+
+    Args:
+        net: the refiner (sample rate, channels and targets must match the data and the base).
+        chain: refinements before the trained one are drawn from 0..chain − 1.
+        lr, warmup_steps, decay_steps, min_lr_ratio: Adam and its warm-up + cosine schedule.
+        valid_steps: refinements applied in validation; ``valid/cSDR`` is the score after them,
+            ``valid/cSDR_base`` the base's, ``valid/gain`` the difference.
+        valid_overlap: overlap of the windowed inference in validation.
+        base_arch, base_config: how to load a peer base (as ``stemkit separate --arch/--model-config``).
+    """
+
+    family = "refiner"
+
+    def __init__(
+        self,
+        net: RefinerConfig,
+        chain: int = 3,
+        lr: float = 5e-4,
+        warmup_steps: int = 100,
+        decay_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        valid_steps: int = 2,
+        valid_overlap: float = 0.25,
+        base_arch: str = "auto",
+        base_config: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(net, dict):
+            net = RefinerConfig(**net)
+        if not net.base:
+            raise ValueError("net.base must name the separator whose estimates the refiner refines")
+        if chain < 1 or valid_steps < 1:
+            raise ValueError("chain and valid_steps must be at least 1")
+        if chain > net.max_steps:
+            raise ValueError(f"chain {chain} exceeds the refiner's step embeddings (net.max_steps = {net.max_steps})")
+        self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "chain": chain, "lr": lr,
+                                   "warmup_steps": warmup_steps, "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio,
+                                   "valid_steps": valid_steps, "valid_overlap": valid_overlap, "base_arch": base_arch,
+                                   "base_config": base_config})
+        self.config = net
+        self.model = Refiner(net)
+        self._base = None
+        self._base_valid: dict[str, tuple[torch.Tensor, dict]] = {}
+        self._valid_results: dict[str, dict] = {}
+
+    # --- the frozen base separator ------------------------------------------------------------
+    @property
+    def base(self):
+        if self._base is None:
+            from stemkit.separation.adapters import load_separator
+
+            hp = self.hparams
+            self._base = load_separator(self.config.base, hp.base_arch, hp.base_config, device=str(self.device))
+            if sorted(self._base.targets) != sorted(self.config.targets):
+                raise StemkitError(f"the base {self.config.base} separates {', '.join(self._base.targets)}; "
+                                   f"the refiner's targets are {', '.join(self.config.targets)}")
+        return self._base
+
+    def base_estimates(self, mix: torch.Tensor) -> torch.Tensor:
+        """The base's estimates of a batch of crops ``[B, C, T]`` → ``[B, S, C, T]`` in the refiner's part order."""
+        base, cfg = self.base, self.config
+        if getattr(base, "segment_samples", None) == mix.shape[-1] and base.sample_rate == cfg.sample_rate:
+            order = [base.targets.index(t) for t in cfg.targets]
+            run = fit_channels(lambda chunks: base.separate_windows(chunks, order, None), base.model_channels, mix.shape[1])
+            with torch.no_grad():
+                return run(mix).clone()
+        found = [base.separate(item.cpu(), cfg.sample_rate) for item in mix]
+        return torch.stack([torch.stack([f[t] for t in cfg.targets]) for f in found]).to(mix.device).clone()
+
+    # --- training -----------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "targets"):
+            if list(datamodule.targets) != list(self.config.targets):
+                raise StemkitError(f"refiner targets {self.config.targets} differ from the data's {datamodule.targets}")
+            if datamodule.sample_rate != self.config.sample_rate:
+                raise StemkitError(f"refiner sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
+        self.base  # load it now: a wrong base is an error before the first step, not after it
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        mix, stems = batch["mix"], batch["stems"]
+        estimates = self.base_estimates(mix)
+        done = int(torch.randint(0, self.hparams.chain, ()))
+        with torch.no_grad():
+            for k in range(done):
+                estimates = self.model(mix, estimates, torch.full((mix.shape[0],), k, device=self.device))
+            before = refinement_loss_identity(self.model, mix, estimates, stems)
+        step = torch.full((mix.shape[0],), done, device=self.device)
+        loss = refinement_loss(self.model, mix, estimates, stems, step)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss_ratio", loss.detach() / before.clamp_min(1e-12))  # < 1: the step improved its input
+        return loss
+
+    # --- validation ---------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._valid_results = {}
+
+    def validation_step(self, item: dict, batch_idx: int) -> None:
+        cfg, hp = self.config, self.hparams
+        name = item["name"]
+        references = {t: item["stems"][i] for i, t in enumerate(cfg.targets)}
+        if name not in self._base_valid:  # the base is frozen: separate each validation track once
+            found = self.base.separate(item["mix"].cpu(), cfg.sample_rate)
+            first = torch.stack([found[t] for t in cfg.targets])
+            self._base_valid[name] = (first, evaluate_track(references, dict(zip(cfg.targets, first)), cfg.sample_rate))
+        estimates, base_scores = self._base_valid[name]
+        mix = item["mix"].cpu()
+        channels = mix.shape[0]
+        for done in range(hp.valid_steps):
+            stacked = torch.cat([mix, estimates.flatten(0, 1)], dim=0)
+
+            def run(chunks: torch.Tensor, done: int = done) -> torch.Tensor:
+                batch, _, length = chunks.shape
+                return refine_windows(self.model, chunks[:, :channels], chunks[:, channels:].reshape(batch, -1, channels, length), done)
+
+            estimates = overlap_add(run, stacked, cfg.segment_samples, hp.valid_overlap, 4, self.device)
+        refined = dict(zip(cfg.targets, estimates))
+        l1 = float(np.mean([(refined[t] - references[t]).abs().mean().item() for t in cfg.targets]))
+        self.log("valid/l1", l1, batch_size=1, sync_dist=True)
+        self._valid_results[name] = (evaluate_track(references, refined, cfg.sample_rate), base_scores)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._valid_results:
+            return
+        refined, base = aggregate({k: v[0] for k, v in self._valid_results.items()})[1], aggregate({k: v[1] for k, v in self._valid_results.items()})[1]
+        self.log("valid/cSDR", refined["cSDR"], prog_bar=True, sync_dist=True)
+        self.log("valid/cSDR_base", base["cSDR"], sync_dist=True)
+        self.log("valid/gain", refined["cSDR"] - base["cSDR"], prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr)
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+
+
+def refinement_loss_identity(refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
+    """The loss of leaving the input estimates as they are (the baseline a refinement step must beat)."""
+    batch, parts, channels, length = estimates.shape
+    spec = refiner.spectrogram
+    return torch.nn.functional.mse_loss(spec(estimates.reshape(-1, channels, length)), spec(stems.reshape(-1, channels, length)))
