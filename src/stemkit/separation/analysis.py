@@ -79,9 +79,10 @@ def progressive_analysis(
         tracks = tracks[:max_tracks]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    refiner_name = getattr(refiner, "metadata", {}).get("name", "refiner") if refiner is not None else None
     settings = {"dataset": str(dataset), "model": separator.name, "steps": steps, "schedules": schedules, "mode": mode,
-                "wiener": wiener, "oracle": oracle, "refiner": getattr(refiner, "metadata", {}).get("name", "refiner") if refiner is not None else None, "oracle_betas": oracle_betas, "tracks": [t.name for t in tracks],
-                "seconds": seconds, "offset": offset}
+                "wiener": wiener, "oracle": oracle, "refiner": refiner_name, "oracle_betas": oracle_betas,
+                "tracks": [t.name for t in tracks], "seconds": seconds, "offset": offset}
     rows = _resume(out, settings)
     done = {(r["method"], r["track"]) for r in rows}
     for track in tqdm(tracks, desc="tracks", unit="track", disable=not progress):
