@@ -66,6 +66,29 @@ def refine_windows(refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor,
     raise StemkitError(f"the refiner takes {model_channels} channels; this audio has {channels}")
 
 
+def refine_signal(
+    refiner: Refiner,
+    mix: torch.Tensor,
+    estimates: torch.Tensor,
+    done: int,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """One refinement of whole signals at the refiner's rate: ``mix [C, T]``, ``estimates [S, C, T]`` →
+    ``[S, C, T]``, in overlapping windows (the mixture and the estimates share each window)."""
+    channels, parts = mix.shape[0], estimates.shape[0]
+    stacked = torch.cat([mix, estimates.flatten(0, 1)], dim=0)  # [(1 + S)·C, T]
+
+    def run(chunks: torch.Tensor) -> torch.Tensor:
+        batch, _, length = chunks.shape
+        return refine_windows(refiner, chunks[:, :channels], chunks[:, channels:].reshape(batch, parts, channels, length), done)
+
+    return overlap_add(run, stacked, refiner.config.segment_samples, overlap, batch_size, device, progress,
+                       desc=f"refining (step {done + 2})")
+
+
 class RefinedSeparator(WrappingSeparator):
     """A separator's estimates, refined ``steps − 1`` times; with ``wiener``, Wiener-filtered at the end.
 
@@ -147,16 +170,8 @@ class RefinedSeparator(WrappingSeparator):
         signals = [mix] + [estimates[t] for t in parts]
         if sample_rate != cfg.sample_rate:
             signals = [resample(s, sample_rate, cfg.sample_rate) for s in signals]
-        channels = mix.shape[0]
-        stacked = torch.cat(signals, dim=0)  # [(1 + S)·C, T]
-
-        def run(chunks: torch.Tensor) -> torch.Tensor:
-            batch, _, length = chunks.shape
-            return refine_windows(self.refiner, chunks[:, :channels], chunks[:, channels:].reshape(batch, len(parts), channels, length), done)
-
-        with torch.inference_mode():
-            out = overlap_add(run, stacked, cfg.segment_samples, self.overlap, self.batch_size, self.device, self.progress,
-                              desc=f"refining (step {done + 2})")
+        out = refine_signal(self.refiner, signals[0], torch.stack(signals[1:]), done, self.overlap, self.batch_size,
+                            self.device, self.progress)
         refined = {}
         for part, estimate in zip(parts, out):
             if sample_rate != cfg.sample_rate:

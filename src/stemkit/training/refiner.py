@@ -17,23 +17,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stemkit.audio.chunking import overlap_add
 from stemkit.errors import StemkitError
 from stemkit.metrics.separation import aggregate, evaluate_track
-from stemkit.separation.refinement import refine_windows
+from stemkit.separation.refinement import refine_signal
 from stemkit.separation.refiner import Refiner, RefinerConfig
 from stemkit.separation.separator import fit_channels
 from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
-def refinement_loss(refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor, stems: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """MSE between the refined and the true complex spectrograms of every part (LaSAFT's loss, all parts)."""
+def refinement_losses(
+    refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor, stems: torch.Tensor, step: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE between the refined and the true complex spectrograms of every part (LaSAFT's loss, all
+    parts), and the same MSE for the input estimates left as they are (the baseline the step must beat).
+    Each spectrogram is computed once for both."""
     batch, parts, channels, length = estimates.shape
     spec = refiner.spectrogram
-    refined = refiner.refine_spec(spec(mix), spec(estimates.reshape(-1, channels, length)).view(batch, parts, 2 * channels, -1, refiner.config.n_fft // 2), step)
-    truth = spec(stems.reshape(-1, channels, length)).view_as(refined)
-    return torch.nn.functional.mse_loss(refined, truth)
+    inputs = spec(estimates.reshape(-1, channels, length))
+    inputs = inputs.view(batch, parts, *inputs.shape[1:])
+    truth = spec(stems.reshape(-1, channels, length)).view_as(inputs)
+    refined = refiner.refine_spec(spec(mix), inputs, step)
+    return torch.nn.functional.mse_loss(refined, truth), torch.nn.functional.mse_loss(inputs, truth).detach()
+
+
+def refinement_loss(refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor, stems: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """The training loss alone (see :func:`refinement_losses`)."""
+    return refinement_losses(refiner, mix, estimates, stems, step)[0]
 
 
 class RefinerSystem(StemkitSystem):
@@ -109,12 +119,7 @@ class RefinerSystem(StemkitSystem):
 
     # --- training -----------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "targets"):
-            if list(datamodule.targets) != list(self.config.targets):
-                raise StemkitError(f"refiner targets {self.config.targets} differ from the data's {datamodule.targets}")
-            if datamodule.sample_rate != self.config.sample_rate:
-                raise StemkitError(f"refiner sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
+        self.check_data_matches(self.config)
         self.base  # load it now: a wrong base is an error before the first step, not after it
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -124,9 +129,8 @@ class RefinerSystem(StemkitSystem):
         with torch.no_grad():
             for k in range(done):
                 estimates = self.model(mix, estimates, torch.full((mix.shape[0],), k, device=self.device))
-            before = refinement_loss_identity(self.model, mix, estimates, stems)
         step = torch.full((mix.shape[0],), done, device=self.device)
-        loss = refinement_loss(self.model, mix, estimates, stems, step)
+        loss, before = refinement_losses(self.model, mix, estimates, stems, step)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/loss_ratio", loss.detach() / before.clamp_min(1e-12))  # < 1: the step improved its input
         return loss
@@ -145,15 +149,8 @@ class RefinerSystem(StemkitSystem):
             self._base_valid[name] = (first, evaluate_track(references, dict(zip(cfg.targets, first)), cfg.sample_rate))
         estimates, base_scores = self._base_valid[name]
         mix = item["mix"].cpu()
-        channels = mix.shape[0]
         for done in range(hp.valid_steps):
-            stacked = torch.cat([mix, estimates.flatten(0, 1)], dim=0)
-
-            def run(chunks: torch.Tensor, done: int = done) -> torch.Tensor:
-                batch, _, length = chunks.shape
-                return refine_windows(self.model, chunks[:, :channels], chunks[:, channels:].reshape(batch, -1, channels, length), done)
-
-            estimates = overlap_add(run, stacked, cfg.segment_samples, hp.valid_overlap, 4, self.device)
+            estimates = refine_signal(self.model, mix, estimates, done, hp.valid_overlap, 4, self.device)
         refined = dict(zip(cfg.targets, estimates))
         l1 = float(np.mean([(refined[t] - references[t]).abs().mean().item() for t in cfg.targets]))
         self.log("valid/l1", l1, batch_size=1, sync_dist=True)
@@ -172,9 +169,3 @@ class RefinerSystem(StemkitSystem):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr)
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
 
-
-def refinement_loss_identity(refiner: Refiner, mix: torch.Tensor, estimates: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
-    """The loss of leaving the input estimates as they are (the baseline a refinement step must beat)."""
-    batch, parts, channels, length = estimates.shape
-    spec = refiner.spectrogram
-    return torch.nn.functional.mse_loss(spec(estimates.reshape(-1, channels, length)), spec(stems.reshape(-1, channels, length)))

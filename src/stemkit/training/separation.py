@@ -160,12 +160,7 @@ class LaSAFTSystem(StemkitSystem):
         self._valid_results: dict[str, dict] = {}
 
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "targets"):
-            if list(datamodule.targets) != list(self.config.targets):
-                raise StemkitError(f"model targets {self.config.targets} differ from the data's {datamodule.targets}")
-            if datamodule.sample_rate != self.config.sample_rate:
-                raise StemkitError(f"model sample rate {self.config.sample_rate} differs from the data's {datamodule.sample_rate}")
+        self.check_data_matches(self.config)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         beta = None

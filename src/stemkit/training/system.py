@@ -31,6 +31,18 @@ class StemkitSystem(L.LightningModule):
         model.load_state_dict(system_weights({k: v.detach().cpu() for k, v in self.state_dict().items()}, family.ema_of))
         return model.eval()
 
+    def check_data_matches(self, config: Any) -> None:
+        """Refuse, before the first step, stem data whose targets or sample rate are not the model's."""
+        from stemkit.errors import StemkitError
+
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "targets"):
+            return
+        if list(datamodule.targets) != list(config.targets):
+            raise StemkitError(f"model targets {config.targets} differ from the data's {datamodule.targets}")
+        if datamodule.sample_rate != config.sample_rate:
+            raise StemkitError(f"model sample rate {config.sample_rate} differs from the data's {datamodule.sample_rate}")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from stemkit.provenance import runtime_facts
 
