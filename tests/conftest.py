@@ -78,3 +78,32 @@ def chorale_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chorales")
     run_cli("data", "chorales", "--out", str(out), "--num", "3", "--split", "test", "--seconds", "4", "--workers", "2", "--quiet", check=True)
     return out
+
+
+def tiny_chord_list(per_split: dict[str, int] | None = None) -> list[tuple[int, ...]]:
+    """Chords over six pitches (C4–A4), the first few of each split: a chord set whose note bank renders in seconds."""
+    from itertools import combinations
+
+    from stemkit.data.chords import chord_split
+
+    per_split = per_split or {"train": 6, "valid": 2, "test": 3}
+    chosen: list[tuple[int, ...]] = []
+    taken = dict.fromkeys(per_split, 0)
+    for size in (3, 4, 2):
+        for chord in combinations((60, 62, 64, 65, 67, 69), size):
+            split = chord_split(chord)
+            if taken[split] < per_split[split]:
+                taken[split] += 1
+                chosen.append(chord)
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def chord_dir(tmp_path_factory) -> Path:
+    """A tiny chord set (``stemkit data chords`` through its Python API, with a chosen chord list): 11 chords
+    × 4 mixtures, one soundfont, two workers."""
+    from stemkit.data.chords import ChordsConfig, make_chords
+
+    out = tmp_path_factory.mktemp("chords")
+    make_chords(ChordsConfig(out, mixtures_per_chord=4, workers=2, progress=False, chords=tiny_chord_list()))
+    return out

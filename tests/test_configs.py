@@ -43,7 +43,7 @@ def _kind(config: dict) -> str:
     if data == "StemDataModule":
         targets = config["model"]["init_args"]["net"]["targets"]
         return "musdb" if "vocals" in targets else "chorales"
-    kinds = {"MonophonicDataModule": "monophonic", "LatentDataModule": "latent"}
+    kinds = {"MonophonicDataModule": "monophonic", "LatentDataModule": "latent", "ChordDataModule": "chords"}
     if data not in kinds:
         pytest.fail(f"test_configs.py does not know the data module {data}: give it tiny data in _overrides")
     return kinds[data]
@@ -101,6 +101,8 @@ def _overrides(kind: str, request, root: Path) -> list[str]:
     if kind == "musdb":
         data = request.getfixturevalue("musdb_root")
         return ["--data.init_args.train_dir", str(data), "--data.init_args.valid_seconds", "1", "--data.init_args.valid_tracks", "1"]
+    if kind == "chords":
+        return ["--data.init_args.root", str(request.getfixturevalue("chord_dir")), "--data.init_args.valid_items", "2"]
     splits = request.getfixturevalue("chorale_splits")
     paths = ["--data.init_args.train_dir", str(splits["train"]), "--data.init_args.valid_dir", str(splits["valid"])]
     if kind == "chorales":

@@ -6,7 +6,8 @@ until needed:
 - :func:`load_pretrained` / :func:`load_model` / :func:`save_model` — every model family, one format;
 - :class:`Separator`, :class:`ProgressiveSeparator`, :class:`RefinedSeparator` (with :func:`find_refiner`,
   :func:`load_refiner`), :func:`load_separator` — separation;
-- :class:`Synthesizer` — MIDI → audio.
+- :class:`Synthesizer` — MIDI → audio;
+- :class:`DisMixSimple`, :func:`evaluate_swaps` — pitch/timbre disentanglement (DisMix) and its Table-1 scoring.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _LAZY = {
     "load_refiner": "stemkit.separation.refinement",
     "load_separator": "stemkit.separation.adapters",
     "Synthesizer": "stemkit.synthesis.synthesize",
+    "DisMixSimple": "stemkit.disentanglement.dismix_simple",
+    "evaluate_swaps": "stemkit.disentanglement.evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

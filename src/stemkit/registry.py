@@ -34,9 +34,11 @@ FAMILY_MODULES = (
     "stemkit.separation.refiner",
     "stemkit.synthesis.vae",
     "stemkit.synthesis.latent_synth",
+    "stemkit.disentanglement.dismix_simple",
+    "stemkit.disentanglement.classifier",
 )
 
-TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement")
+TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement", "classification")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from stemkit.cli.common import Parser
 from stemkit.errors import StemkitError, StemkitWarning
 
 #: In the order ``stemkit --help`` lists them.
-COMMAND_MODULES = ("data", "separate", "synth", "evaluate", "train", "models", "demo")
+COMMAND_MODULES = ("data", "separate", "synth", "dismix", "evaluate", "train", "models", "demo")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,0 +1,1 @@
+"""Disentangling each instrument's pitch and timbre inside a mixture (DisMix), and the judges that score a swap."""
