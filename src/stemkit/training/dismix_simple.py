@@ -18,7 +18,6 @@ from stemkit.disentanglement.losses import (
     mixture_tie,
     pitch_bce,
 )
-from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
@@ -104,6 +103,4 @@ class DisMixSimpleSystem(StemkitSystem):
         self.log("valid/pitch_acc", accuracy, batch_size=size, sync_dist=True, prog_bar=True)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr)
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+        return self.adam_with_schedule(self.model.parameters())

@@ -34,7 +34,6 @@ from stemkit.synthesis.conditioning import EnvelopeModel, condition_tensor, fit_
 from stemkit.diffusion.conditions import NULL
 from stemkit.synthesis.latent_synth import CURVES, LatentSynth, LatentSynthConfig, note_range
 from stemkit.training.monophonic_data import require_valid_dir, warn_if_shared
-from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
@@ -324,6 +323,4 @@ class LatentSynthSystem(StemkitSystem):
             self.log("valid/log_mel_l1", float(np.mean(self._valid)), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.denoiser.parameters(), lr=self.hparams.lr)
-        hp = self.hparams
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+        return self.adam_with_schedule(self.model.denoiser.parameters())

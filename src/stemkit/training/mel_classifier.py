@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from stemkit.disentanglement.classifier import MelClassifier, MelClassifierConfig
-from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
@@ -47,6 +46,4 @@ class MelClassifierSystem(StemkitSystem):
         self._step(batch, "valid")
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr)
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+        return self.adam_with_schedule(self.model.parameters())

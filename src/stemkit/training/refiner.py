@@ -22,7 +22,6 @@ from stemkit.metrics.separation import aggregate, evaluate_track
 from stemkit.separation.refinement import refine_signal
 from stemkit.separation.refiner import Refiner, RefinerConfig
 from stemkit.separation.separator import fit_channels
-from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
@@ -165,7 +164,5 @@ class RefinerSystem(StemkitSystem):
         self.log("valid/gain", refined["cSDR"] - base["cSDR"], prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr)
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+        return self.adam_with_schedule(self.model.parameters())
 

@@ -26,7 +26,6 @@ from stemkit.models import load_model
 from stemkit.separation.lasaft import LaSAFT, LaSAFTConfig
 from stemkit.separation.schedules import beta_schedule
 from stemkit.separation.separator import separate_with_model
-from stemkit.training.schedules import warmup_cosine
 from stemkit.training.system import StemkitSystem
 
 
@@ -207,9 +206,7 @@ class LaSAFTSystem(StemkitSystem):
         self.log("valid/cSDR", average["cSDR"], prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        hp = self.hparams
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+        return self.adam_with_schedule(self.parameters())
 
 
 #: config fields that add conditioning inputs without changing the separating network

@@ -31,6 +31,17 @@ class StemkitSystem(L.LightningModule):
         model.load_state_dict(system_weights({k: v.detach().cpu() for k, v in self.state_dict().items()}, family.ema_of))
         return model.eval()
 
+    def adam_with_schedule(self, parameters) -> dict[str, Any]:
+        """Adam at ``hparams.lr`` with the linear warm-up + cosine decay every system uses
+        (``warmup_steps``, ``decay_steps``, ``min_lr_ratio``), as ``configure_optimizers`` returns it."""
+        import torch
+
+        from stemkit.training.schedules import warmup_cosine
+
+        hp = self.hparams
+        optimizer = torch.optim.Adam(parameters, lr=hp.lr)
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
+
     def check_data_matches(self, config: Any) -> None:
         """Refuse, before the first step, stem data whose targets or sample rate are not the model's."""
         from stemkit.errors import StemkitError
