@@ -120,6 +120,30 @@ def test_the_chord_set_is_the_same_bytes_whatever_the_workers_and_resumes(chord_
     assert lost.read_bytes() == (chord_dir / shards[0]).read_bytes() and kept.stat().st_mtime_ns == before
 
 
+def test_an_unfinished_chord_set_is_refused_until_finished(tmp_path, monkeypatch):
+    import stemkit.data.chords as chords
+    from stemkit.errors import StemkitError
+
+    original, done = chords._make_shard, []
+
+    def interrupted(job):  # the second shard is interrupted (Ctrl-C)
+        if done:
+            raise KeyboardInterrupt
+        done.append(original(job))
+        return done[-1]
+
+    config = dict(mixtures_per_chord=2, workers=1, progress=False, chords=tiny_chord_list())
+    monkeypatch.setattr(chords, "_make_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_chords(ChordsConfig(tmp_path, **config))
+    monkeypatch.setattr(chords, "_make_shard", original)
+    assert len(list(tmp_path.rglob("shard-*.npz"))) == 1 and not list(tmp_path.rglob("*partial*"))
+    with pytest.raises(StemkitError, match="unfinished"):
+        load_split(tmp_path, "train")
+    make_chords(ChordsConfig(tmp_path, **config))
+    assert len(load_split(tmp_path, "train")["mix"]) == 2 * 6
+
+
 def test_a_folder_made_with_other_settings_is_refused(chord_dir):
     from stemkit.errors import StemkitError
 

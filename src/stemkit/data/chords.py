@@ -354,6 +354,9 @@ def make_chords(config: ChordsConfig) -> ChordsReport:
     root = check_output_dir(config.out)
     recorded = config.recorded()
     _check_record(root, recorded)
+    if not (root / "dataset.json").exists():  # recorded before any work, so an interrupted folder is recognised too
+        with atomic_output(root / "dataset.json") as tmp:
+            tmp.write_text(json.dumps({"settings": recorded}, indent=2) + "\n")
 
     chords = config.chords if config.chords is not None else _cached_chords(root, config)
     if not chords:
@@ -393,6 +396,8 @@ def dataset_settings(root: str | Path) -> dict:
 def load_split(root: str | Path, split: str) -> dict[str, np.ndarray]:
     """Every shard of ``split`` concatenated, in shard order."""
     dataset_settings(root)
+    if "mixtures" not in json.loads((Path(root) / "dataset.json").read_text()):
+        raise StemkitError(f"{root} is an unfinished chord dataset: finish it by rerunning stemkit data chords --out {root}")
     shards = sorted((Path(root) / split).glob("shard-*.npz"))
     if not shards:
         raise StemkitError(f"{root} has no {split} shards: finish it with stemkit data chords --out {root}")
