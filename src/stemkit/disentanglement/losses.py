@@ -3,9 +3,13 @@
 The objective is the negative ELBO (mixture and per-source reconstruction, the KL of the timbre
 posterior to N(0, I), the Gaussian tie of the mixture embedding to the sum of source latents) plus
 the BCE of the pitch logits (taken *before* binarisation, as the author advises) and the diagonal
-Barlow-Twins term between query embedding and timbre latent. The paper found no weights necessary;
-the sums below are over each term's natural elements (mel bins × frames, latent dimensions, pitch
-classes) and means over mixtures, which is what a weightless ELBO with unit-variance Gaussians means.
+Barlow-Twins term between query embedding and timbre latent. The paper found no weights necessary.
+The functions below sum over each term's natural elements (mel bins × frames, latent dimensions, pitch
+classes) and average over mixtures — a weightless ELBO with unit-variance Gaussians. The paper does not
+say how its terms are reduced, and that choice is a weighting in disguise: summed, a source's 1 280 mel
+elements outweigh its 52 pitch classes 25 to 1, the shared encoders serve reconstruction alone and the
+transcriber stalls at the label prior (measured: BENCHMARKS.md, DisMix). The training system therefore
+divides each term by its element count (``per_element``), still with no weight of its own.
 """
 
 from __future__ import annotations

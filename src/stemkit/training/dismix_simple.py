@@ -62,14 +62,15 @@ class DisMixSimpleSystem(StemkitSystem):
         net: the model's config.
         lr, warmup_steps, decay_steps, min_lr_ratio: Adam (the paper's lr 4e-4) and its schedule.
         use_kl, use_bt, use_bce: switch loss terms off for the ablations.
-        per_element: each term an average over its elements instead of a sum (see :func:`dismix_losses`).
+        per_element: each term an average over its elements instead of a sum (see :func:`dismix_losses`
+            and :mod:`stemkit.disentanglement.losses`; summed terms left the transcriber at the label prior).
     """
 
     family = "dismix-simple"
 
     def __init__(self, net: DisMixSimpleConfig, lr: float = 4e-4, warmup_steps: int = 200, decay_steps: int = 0,
                  min_lr_ratio: float = 0.1, use_kl: bool = True, use_bt: bool = True, use_bce: bool = True,
-                 per_element: bool = False) -> None:
+                 per_element: bool = True) -> None:
         super().__init__()
         if isinstance(net, dict):
             net = DisMixSimpleConfig(**net)
