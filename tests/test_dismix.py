@@ -281,6 +281,25 @@ def test_the_ablations_switch_their_terms_off():
     assert torch.allclose(latents.nu, model.projector(torch.sigmoid(latents.logits)))
 
 
+def test_per_element_averages_each_term_and_bce_over_classes_keeps_the_pitch_set_likelihood():
+    from stemkit.training.dismix_simple import dismix_losses
+
+    torch.manual_seed(0)
+    model = _tiny_model().eval()
+    batch = {"mix": torch.randn(3, 128, 10), "sources": torch.randn(3, 3, 128, 10), "queries": torch.randn(3, 3, 128, 10),
+             "present": torch.ones(3, 3, dtype=torch.bool), "pitch": (torch.rand(3, 3, 52) > 0.9).float()}
+    out = model(batch["mix"], batch["queries"], batch["present"])
+    summed = dismix_losses(model, batch, out)
+    averaged = dismix_losses(model, batch, out, per_element=True)
+    mixed = dismix_losses(model, batch, out, per_element=True, bce_over_classes=True)
+    assert averaged["rec_sources"].item() == pytest.approx(summed["rec_sources"].item() / (128 * 10), rel=1e-6)
+    assert averaged["kl"].item() == pytest.approx(summed["kl"].item() / 8, rel=1e-6)  # the tiny model's 8-d τ
+    assert averaged["bce"].item() == pytest.approx(summed["bce"].item() / 52, rel=1e-6)
+    assert mixed["bce"].item() == pytest.approx(summed["bce"].item(), rel=1e-6)
+    assert mixed["rec_sources"].item() == pytest.approx(averaged["rec_sources"].item(), rel=1e-6)
+    assert mixed["total"].item() == pytest.approx(averaged["total"].item() - averaged["bce"].item() + summed["bce"].item(), rel=1e-5)
+
+
 def test_swaps_are_derangements():
     from stemkit.disentanglement.evaluation import plan_swaps
 

@@ -36,9 +36,10 @@ FAMILY_MODULES = (
     "stemkit.synthesis.latent_synth",
     "stemkit.disentanglement.dismix_simple",
     "stemkit.disentanglement.classifier",
+    "stemkit.synthesis.vocoder",
 )
 
-TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement", "classification")
+TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement", "classification", "vocoding")
 
 
 @dataclass(frozen=True)

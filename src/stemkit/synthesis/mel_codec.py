@@ -4,8 +4,9 @@ Settings follow the paper's code: 16 kHz, 128 mel bands from 0 to 8 kHz, FFT 102
 320 (50 frames/s); log magnitude clipped at 1e-5, then ``[ln 1e-5, 4]`` mapped linearly to ``[-1, 1]``
 so the diffusion model sees bounded, roughly unit-scale features.
 
-Decoding needs a vocoder. Until a trained one fills this slot, ``decode`` inverts with Griffin-Lim
-(librosa): slow and phasey, but it makes the codec complete and gives any mel model a floor to beat.
+Decoding needs a vocoder: ``vocoder`` names a trained ``mel-vocoder`` model made for these settings
+(:mod:`stemkit.synthesis.vocoder`). Without one, ``decode`` inverts with Griffin-Lim (librosa): slow and
+phasey, but the codec is complete without any weights and any mel model has a floor to beat.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from stemkit.audio.spectral import mel_filterbank
 from stemkit.diffusion.codecs import register_codec
+from stemkit.errors import StemkitError
 
 
 @dataclass
@@ -34,6 +36,7 @@ class MelCodecConfig:
     log_floor: float = 1e-5  #: magnitudes below this are clipped before the log
     log_ceiling: float = 4.0  #: ln-magnitude mapped to +1
     griffin_lim_iters: int = 32
+    vocoder: str | None = None  #: a mel-vocoder model's name or path; None = Griffin-Lim
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,8 +84,29 @@ class MelCodec(nn.Module):
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         return self.encode(audio)
 
+    def vocoder(self) -> nn.Module | None:
+        """The trained vocoder named in the config (loaded once, kept outside the module tree so it is
+        never saved with a model that holds this codec), or None for Griffin-Lim."""
+        if not self.config.vocoder:
+            return None
+        if "_vocoder" not in self.__dict__:
+            from stemkit.models import load_model
+            from stemkit.synthesis.vocoder import MEL_FIELDS
+
+            model, _ = load_model(self.config.vocoder, family="mel-vocoder")
+            differ = [f for f in MEL_FIELDS if getattr(model.config, f) != getattr(self.config, f)]
+            if differ:
+                raise StemkitError(f"vocoder {self.config.vocoder} was made for other mel settings ({', '.join(differ)} differ)")
+            self.__dict__["_vocoder"] = model
+        return self.__dict__["_vocoder"]
+
     def decode(self, features: torch.Tensor) -> torch.Tensor:
-        """``[B, n_mels, F]`` → audio ``[B, 1, F · hop]`` by Griffin-Lim (a stand-in for a trained vocoder)."""
+        """``[B, n_mels, F]`` → audio ``[B, 1, F · hop]``, by the trained vocoder if one is named, else Griffin-Lim."""
+        vocoder = self.vocoder()
+        if vocoder is not None:
+            vocoder.to(features.device)
+            with torch.no_grad():
+                return vocoder(features)
         cfg = self.config
         magnitude = self._unscale(features).exp().detach().cpu().double().numpy()
         out = []
