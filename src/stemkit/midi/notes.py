@@ -29,6 +29,7 @@ class MidiTrack:
     name: str
     program: int
     notes: list[Note]
+    is_drum: bool = False
 
 
 def write_midi(path: str | os.PathLike, tracks: list[MidiTrack], tempo: float = 120.0) -> Path:
@@ -39,7 +40,7 @@ def write_midi(path: str | os.PathLike, tracks: list[MidiTrack], tempo: float = 
     path = Path(path)
     midi = pretty_midi.PrettyMIDI(initial_tempo=float(tempo))
     for track in tracks:
-        inst = pretty_midi.Instrument(program=int(track.program), name=track.name)
+        inst = pretty_midi.Instrument(program=int(track.program), is_drum=track.is_drum, name=track.name)
         inst.notes = [pretty_midi.Note(int(n.velocity), int(n.pitch), float(n.start), float(n.end)) for n in track.notes]
         midi.instruments.append(inst)
     with atomic_output(path) as tmp:
@@ -52,8 +53,8 @@ def read_midi_tracks(path: str | os.PathLike) -> list[MidiTrack]:
     return read_midi(path)[0]
 
 
-def read_midi(path: str | os.PathLike) -> tuple[list[MidiTrack], float]:
-    """The non-drum tracks of a MIDI file and its length in seconds (its last event)."""
+def read_midi(path: str | os.PathLike, drums: bool = False) -> tuple[list[MidiTrack], float]:
+    """The tracks of a MIDI file (drum tracks only if ``drums``) and its length in seconds (its last event)."""
     path = Path(path)
     if not path.is_file():
         raise StemkitError(f"MIDI file not found: {path}")
@@ -63,8 +64,8 @@ def read_midi(path: str | os.PathLike) -> tuple[list[MidiTrack], float]:
         raise StemkitError(f"{path} is not a readable MIDI file") from None
     tracks = []
     for inst in midi.instruments:
-        if inst.is_drum:
+        if inst.is_drum and not drums:
             continue
         notes = sorted((Note(n.pitch, n.start, n.end, n.velocity) for n in inst.notes), key=lambda n: (n.start, n.pitch))
-        tracks.append(MidiTrack(inst.name, inst.program, notes))
+        tracks.append(MidiTrack(inst.name, inst.program, notes, is_drum=inst.is_drum))
     return tracks, float(midi.get_end_time())
