@@ -37,6 +37,7 @@ FAMILY_MODULES = (
     "stemkit.disentanglement.dismix_simple",
     "stemkit.disentanglement.classifier",
     "stemkit.synthesis.vocoder",
+    "stemkit.synthesis.mel_vae",
 )
 
 TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement", "classification", "vocoding")

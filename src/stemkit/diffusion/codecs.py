@@ -9,8 +9,8 @@ guidance should not care which. A codec turns audio into the features that are s
 - and says its ``sample_rate``, ``hop`` (samples per feature frame) and ``feature_channels``.
 
 Codecs register by name like backbones and model families: ``audio-vae`` (:mod:`stemkit.synthesis.vae`)
-and ``mel`` (:mod:`stemkit.synthesis.mel_codec`, log-mel features with a Griffin-Lim inverter until a
-trained vocoder takes that place).
+``mel`` (:mod:`stemkit.synthesis.mel_codec`, log-mel features decoded by a trained vocoder when one is
+named, else Griffin-Lim) and ``mel-vae`` (:mod:`stemkit.synthesis.mel_vae`, a VAE's latents of those mels).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 from torch import Tensor, nn
 
 #: Modules that define the built-in codecs; imported on the first lookup.
-CODEC_MODULES = ("stemkit.synthesis.vae", "stemkit.synthesis.mel_codec")
+CODEC_MODULES = ("stemkit.synthesis.vae", "stemkit.synthesis.mel_codec", "stemkit.synthesis.mel_vae")
 
 CODECS: dict[str, tuple[type[nn.Module], type]] = {}
 

@@ -146,6 +146,7 @@ class AdversarialAudioSystem(StemkitSystem):
         return [gen, disc]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # the run's facts (stemkit version, commit, hardware) for the card
         checkpoint["loss_balancer"] = self.balancer.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
