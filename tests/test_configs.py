@@ -29,6 +29,7 @@ from stemkit.errors import StemkitError
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 VAE_TINY = REPO / "configs" / "synth" / "violin_vae_tiny.yaml"
+MEL_VAE_TINY = REPO / "configs" / "dismix" / "mel_vae_tiny.yaml"
 MUSDB_SAMPLE_TRACK = "Music Delta - 80s Rock"
 MUSDB_VALID_NAME = "Actions - One Minute Smile"  # one of the 14 tracks of musdb's validation split
 
@@ -43,7 +44,8 @@ def _kind(config: dict) -> str:
     if data == "StemDataModule":
         targets = config["model"]["init_args"]["net"]["targets"]
         return "musdb" if "vocals" in targets else "chorales"
-    kinds = {"MonophonicDataModule": "monophonic", "LatentDataModule": "latent", "ChordDataModule": "chords"}
+    kinds = {"MonophonicDataModule": "monophonic", "LatentDataModule": "latent", "ChordDataModule": "chords",
+             "ChoralePartsDataModule": "parts"}
     if data not in kinds:
         pytest.fail(f"test_configs.py does not know the data module {data}: give it tiny data in _overrides")
     return kinds[data]
@@ -96,6 +98,18 @@ def tiny_vae(chorale_splits, tmp_path_factory) -> Path:
     return last
 
 
+@pytest.fixture(scope="module")
+def tiny_mel_vae(chorale_splits, tmp_path_factory) -> Path:
+    """A mel VAE for DisMix's latent variant: the tiny config trained for two steps with the real CLI."""
+    root = tmp_path_factory.mktemp("mel-vae")
+    run_cli("fit", "--config", str(MEL_VAE_TINY), "--data.train_dir", str(chorale_splits["train"]), "--data.valid_dir",
+            str(chorale_splits["valid"]), "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir",
+            str(root), "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", check=True)
+    last = root / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    return last
+
+
 def _overrides(kind: str, request, root: Path) -> list[str]:
     """Tiny data for one config kind (fixtures are requested lazily so each config needs only its own)."""
     if kind == "musdb":
@@ -109,6 +123,9 @@ def _overrides(kind: str, request, root: Path) -> list[str]:
         return [*paths, "--data.init_args.valid_seconds", "1", "--data.init_args.valid_tracks", "1"]
     if kind == "monophonic":
         return [*paths, "--data.init_args.segment_frames", "32", "--data.init_args.valid_items", "1"]
+    if kind == "parts":
+        return [*paths, "--model.init_args.vae", str(request.getfixturevalue("tiny_mel_vae")), "--data.init_args.segment_seconds",
+                "0.64", "--data.init_args.query_seconds", "0.32", "--data.init_args.valid_items", "1"]
     vae = str(request.getfixturevalue("tiny_vae"))
     return [*paths, "--model.init_args.vae", vae, "--data.init_args.vae", vae, "--data.init_args.cache_dir", str(root / "cache"),
             "--data.init_args.cache_crops", "2", "--data.init_args.cache_frames", "64", "--data.init_args.segment_frames", "64",

@@ -35,6 +35,7 @@ FAMILY_MODULES = (
     "stemkit.synthesis.vae",
     "stemkit.synthesis.latent_synth",
     "stemkit.disentanglement.dismix_simple",
+    "stemkit.disentanglement.dismix_ldm",
     "stemkit.disentanglement.classifier",
     "stemkit.synthesis.vocoder",
     "stemkit.synthesis.mel_vae",

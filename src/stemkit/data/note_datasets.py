@@ -173,9 +173,14 @@ def read_slakh(root: Path) -> list[Recording]:
     for folder, split in SLAKH_SPLITS.items():
         for metadata in sorted((root / folder).glob("Track*/metadata.yaml")):
             track_dir = metadata.parent
-            mix = next((track_dir / n for n in ("mix.flac", "mix.wav") if (track_dir / n).is_file()), track_dir / "mix.flac")
-            entries.append((track_dir.name, split, mix, functools.partial(_slakh_tracks, track_dir)))
+            entries.append((track_dir.name, split, _slakh_mix(track_dir), functools.partial(_slakh_tracks, track_dir)))
     return _collect(root, "slakh", "Slakh2100 tracks", SLAKH_EXPECTED, entries)
+
+
+def _slakh_mix(track_dir: Path) -> Path:
+    """``mix.flac`` as released, or the ``mix.wav`` of a copy converted to wav (a common resampling step)."""
+    wav = track_dir / "mix.wav"
+    return wav if wav.is_file() and not (track_dir / "mix.flac").is_file() else track_dir / "mix.flac"
 
 
 def _slakh_tracks(track_dir: Path) -> list[MidiTrack]:

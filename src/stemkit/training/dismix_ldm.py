@@ -1,0 +1,119 @@
+"""Training DisMix's latent variant on chorales: the decoder's diffusion loss plus the disentangling terms.
+
+The objective mirrors the simple variant's, with the reconstruction term replaced by the EDM loss of
+the set decoder on the sources' VAE latents (a diffusion model's ELBO, up to weighting): BCE of the
+pitch-roll logits before binarisation (summed over the 129 classes, averaged over frames and parts),
+the KL of τ to N(0, I) and the diagonal Barlow-Twins term between query embedding and τ (both averaged
+over their dimensions). ``use_bce: false`` is Table 3's M2 row; ``net.set_decoding: false`` its M0 row.
+The mel VAE is frozen and bundled into the model; an EMA of the decoder is what is exported.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from stemkit.disentanglement.dismix_ldm import DisMixLDM, DisMixLDMConfig
+from stemkit.disentanglement.losses import barlow_twins_diagonal, kl_to_standard_normal
+from stemkit.errors import StemkitError
+from stemkit.training.system import StemkitSystem
+
+
+def load_mel_vae(name_or_path: str):
+    """A mel VAE (eval mode) from its file, or the one bundled in a DisMix model."""
+    from stemkit.models import load_model
+    from stemkit.synthesis.mel_vae import MelVAE
+
+    model, meta = load_model(name_or_path)
+    vae = model if isinstance(model, MelVAE) else getattr(model, "vae", None)
+    if not isinstance(vae, MelVAE):
+        raise StemkitError(f"{name_or_path} is a {meta['family']} model and holds no mel VAE")
+    return vae.eval()
+
+
+class DisMixLDMSystem(StemkitSystem):
+    """Trains a :class:`~stemkit.disentanglement.dismix_ldm.DisMixLDM`.
+
+    Args:
+        net: the model config; its ``vae`` field is filled from the ``vae`` file.
+        vae: the trained mel VAE (``stemkit fit --config configs/dismix/mel_vae_small.yaml``), frozen here.
+        lr, warmup_steps, decay_steps, min_lr_ratio: Adam and its schedule.
+        use_bce, use_kl, use_bt: switch terms off (``use_bce: false`` is the paper's M2).
+        ema_decay: decay of the exponential moving average of the decoder's weights.
+    """
+
+    family = "dismix-ldm"
+
+    def __init__(self, net: DisMixLDMConfig, vae: str = "runs/dismix-mel-vae-small/checkpoints/last.ckpt",
+                 lr: float = 1e-4, warmup_steps: int = 1000, decay_steps: int = 0, min_lr_ratio: float = 0.1,
+                 use_bce: bool = True, use_kl: bool = True, use_bt: bool = True, ema_decay: float = 0.999) -> None:
+        super().__init__()
+        if isinstance(net, dict):
+            net = DisMixLDMConfig(**net)
+        source = load_mel_vae(vae)
+        net.vae = source.config.to_dict()
+        self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "vae": vae, "lr": lr,
+                                   "warmup_steps": warmup_steps, "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio,
+                                   "use_bce": use_bce, "use_kl": use_kl, "use_bt": use_bt, "ema_decay": ema_decay})
+        self.config = net
+        self.model = DisMixLDM(net)
+        self.model.vae.load_state_dict(source.state_dict())
+        self.model.vae.requires_grad_(False).eval()
+        self.ema = copy.deepcopy(self.model.denoiser).requires_grad_(False)
+
+    def on_fit_start(self) -> None:
+        self.model.vae.eval()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        rate = self.config.vae_config().sample_rate
+        if datamodule is not None and getattr(datamodule, "sample_rate", None) not in (None, rate):
+            raise StemkitError(f"the model works at {rate} Hz, the data is at {datamodule.sample_rate} Hz")
+        hop = self.model.hop
+        if datamodule is not None and getattr(datamodule.hparams, "hop", hop) != hop:
+            raise StemkitError(f"data.hop is {datamodule.hparams.hop} but the mel VAE's latent frame is {hop} samples")
+
+    def _terms(self, batch: dict, drop: float) -> tuple[dict[str, torch.Tensor], object]:
+        model = self.model
+        with torch.no_grad():
+            mix_latent = model.latent(batch["mix"])
+            source_latents = model.latent(batch["sources"])
+            queries = batch["queries"]
+            query_mels = model.vae.mel(queries.flatten(0, 1)).unflatten(0, queries.shape[:2])
+        latents = model.encode(mix_latent, query_mels)
+        items = mix_latent.shape[0]
+        null = torch.rand(items, device=mix_latent.device) < drop if drop > 0 else None
+        roll = batch["roll"][..., : latents.logits.shape[-1]]
+        target = F.one_hot(roll, self.config.pitch_classes).transpose(-1, -2).to(latents.logits.dtype)  # [B, S, C, F]
+        terms = {
+            "diffusion": model.diffusion_loss(source_latents, latents.condition(), null),
+            "bce": F.binary_cross_entropy_with_logits(latents.logits, target, reduction="none").sum(dim=-2).mean(),
+            "kl": kl_to_standard_normal(latents.tau_mean.flatten(0, 1), latents.tau_logvar.flatten(0, 1)) / self.config.latent_dim,
+            "bt": barlow_twins_diagonal(latents.query_embedding.flatten(0, 1), latents.tau.flatten(0, 1)) / self.config.latent_dim,
+        }
+        hp = self.hparams
+        used = ["diffusion"] + ["bce"] * hp.use_bce + ["kl"] * hp.use_kl + ["bt"] * hp.use_bt
+        terms["total"] = sum(terms[k] for k in used)
+        terms["pitch_acc"] = (model.pitch_roll(latents.logits.detach()) == roll).float().mean()
+        return terms, latents
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms, _ = self._terms(batch, self.config.cond_dropout)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, prog_bar=name == "total")
+        return terms["total"]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        decay = min(self.hparams.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for ema, live in zip(self.ema.parameters(), self.model.denoiser.parameters()):
+                ema.lerp_(live, 1.0 - decay)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        terms, _ = self._terms(batch, 0.0)
+        for name, value in terms.items():
+            self.log(f"valid/{name}", value, batch_size=batch["mix"].shape[0], sync_dist=True, prog_bar=name == "total")
+
+    def configure_optimizers(self):
+        trained = [p for name, p in self.model.named_parameters() if not name.startswith("vae.")]
+        return self.adam_with_schedule(trained)

@@ -1,0 +1,137 @@
+"""DisMix's latent variant: the encoders' shapes, set vs single decoding, timbre swaps, and its chorale data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stemkit.disentanglement.dismix_ldm import NO_NOTE, DisMixLDM, DisMixLDMConfig
+from stemkit.midi.notes import Note
+
+VAE = dict(channels=8, channel_mults=[1, 2, 2], latent_channels=4, groups=4, griffin_lim_iters=2)
+
+
+def _model(**changes) -> DisMixLDM:
+    torch.manual_seed(0)
+    return DisMixLDM(DisMixLDMConfig(vae=VAE, hidden=16, layers=2, query_channels=8,
+                                     network={"patch": 2, "width": 32, "depth": 1, "heads": 2, "embedding_dim": 32}, **changes))
+
+
+def _inputs(model: DisMixLDM, batch: int = 2, parts: int = 3, frames: int = 4):
+    torch.manual_seed(1)
+    mix_latent = torch.randn(batch, model.config.latent_dim, frames)
+    query_mels = torch.rand(batch, parts, 64, 8) * 2 - 1
+    return mix_latent, query_mels
+
+
+def test_the_encoders_give_a_pitch_roll_at_the_mel_rate_and_latents_at_the_vae_rate(one_thread):
+    model = _model().train()
+    for p in model.denoiser.parameters():  # adaLN-Zero starts deaf to its conditions: give every layer weight
+        torch.nn.init.normal_(p, std=0.2)
+    mix_latent, query_mels = _inputs(model)
+    latents = model.encode(mix_latent, query_mels)
+    d = model.config.latent_dim
+    assert d == 4 * 16
+    assert latents.logits.shape == (2, 3, 129, 4 * 4)  # 129 classes at 4 mel frames per latent frame
+    assert latents.nu.shape == (2, 3, d, 4) and latents.tau.shape == latents.query_embedding.shape == (2, 3, d)
+    assert latents.condition().shape == (2, 3, 2 * d, 4)
+    # every trained part learns from the losses: the diffusion loss reaches the encoders through s
+    loss = model.diffusion_loss(torch.randn(2, 3, d, 4), latents.condition()) + latents.logits.mean() + latents.tau.pow(2).mean()
+    loss.backward()
+    silent = [n for n, p in model.named_parameters() if not n.startswith("vae.") and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not silent
+
+
+def test_a_timbre_swap_changes_tau_and_keeps_nu():
+    model = _model().eval()
+    mix_latent, query_mels = _inputs(model)
+    latents = model.encode(mix_latent, query_mels)
+    other = torch.randn_like(latents.tau)
+    swapped = latents.condition(tau=other)
+    d = model.config.latent_dim
+    assert torch.equal(swapped[:, :, :d], latents.nu)
+    assert torch.equal(swapped[:, :, d:, 0], other)
+
+
+def _denoised(model: DisMixLDM, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    from stemkit.disentanglement.dismix_ldm import SOURCE
+
+    decoded, (batch, sources) = model._as_decoded(x)
+    cond_tensor, _ = model._as_decoded(cond)
+    with torch.no_grad():
+        return model.denoiser(decoded, torch.full((decoded.shape[0],), 1.0), {SOURCE: cond_tensor}).reshape(x.shape)
+
+
+@pytest.mark.parametrize("set_decoding", [True, False])
+def test_set_decoding_lets_sources_see_each_other_and_single_decoding_does_not(set_decoding, one_thread):
+    model = _model(set_decoding=set_decoding).eval()
+    for p in model.denoiser.parameters():  # adaLN-Zero starts as the identity: give every layer weight
+        torch.nn.init.normal_(p, std=0.2)
+    d = model.config.latent_dim
+    x, cond = torch.randn(1, 3, d, 4), torch.randn(1, 3, 2 * d, 4)
+    first = _denoised(model, x, cond)
+    changed = cond.clone()
+    changed[:, 2] += 1.0  # another condition for the third part only
+    second = _denoised(model, x, changed)
+    others_moved = not torch.allclose(first[:, :2], second[:, :2], atol=1e-6)
+    assert others_moved == set_decoding
+    assert not torch.allclose(first[:, 2], second[:, 2])
+    # either way the parts form a set: permuting parts and their conditions permutes the output
+    perm = torch.tensor([2, 0, 1])
+    assert torch.allclose(_denoised(model, x[:, perm], cond[:, perm]), first[:, perm], atol=1e-5)
+
+
+def test_the_pitch_roll_is_the_sounding_pitch_per_frame_centre_or_no_note():
+    from stemkit.training.chorale_parts import pitch_roll
+
+    notes = [Note(60, 0.0, 0.035), Note(64, 0.03, 0.06), Note(67, 0.08, 0.2)]
+    roll = pitch_roll(notes, start=0.0, frames=10, frame_seconds=0.01)
+    assert roll.tolist() == [60, 60, 60, 64, 64, 64, NO_NOTE, NO_NOTE, 67, 67]  # overlap: the higher; a gap: no note
+    assert pitch_roll(notes, start=0.05, frames=2, frame_seconds=0.01).tolist() == [64, NO_NOTE]
+
+
+def test_chorale_parts_give_every_part_its_excerpt_query_and_roll(chorale_dir):
+    from stemkit.training.chorale_parts import ChoralePartCrops, chorale_tracks
+
+    tracks = chorale_tracks(chorale_dir)
+    crops = ChoralePartCrops(tracks, segment=640 * 10, query=640 * 5, hop=640, mel_hop=160, items=3, seed=0, fixed=True)
+    item = crops[0]
+    parts = len(tracks[0].stems)
+    assert item["mix"].shape == (1, 6400) and item["sources"].shape == (parts, 1, 6400)
+    assert item["queries"].shape == (parts, 1, 3200) and item["roll"].shape == (parts, 40)
+    assert item["roll"].dtype == torch.int64 and ((item["roll"] >= 0) & (item["roll"] <= NO_NOTE)).all()
+    assert (item["roll"] != NO_NOTE).any()  # the parts play in the excerpt
+    # the query is the same stem elsewhere: not the excerpt's samples
+    assert not torch.allclose(item["queries"][0, 0], item["sources"][0, 0, :3200])
+    again = ChoralePartCrops(tracks, segment=640 * 10, query=640 * 5, hop=640, mel_hop=160, items=3, seed=0, fixed=True)[0]
+    assert all(torch.equal(item[k], again[k]) for k in item)  # a pure function of (seed, index)
+    with pytest.raises(ValueError):
+        ChoralePartCrops(tracks, segment=1000, query=640, hop=640, mel_hop=160, items=1)
+
+
+def test_a_tiny_dismix_ldm_trains_and_exports_with_the_cli(cli, chorale_dir, tmp_path):
+    """mel VAE → DisMix (two steps each, the real CLI) → export → load: the bundled VAE is the trained one."""
+    from stemkit.models import load_model
+
+    repo = __import__("conftest").REPO
+    splits = {}
+    tracks = sorted(p for p in chorale_dir.iterdir() if p.is_dir())
+    for split, chosen in (("train", tracks[:2]), ("valid", tracks[2:])):
+        (tmp_path / split).mkdir()
+        for t in chosen:
+            (tmp_path / split / t.name).symlink_to(t, target_is_directory=True)
+        splits[split] = str(tmp_path / split)
+    vae_run, run = tmp_path / "vae", tmp_path / "ldm"
+    common = ["--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--data.train_dir", splits["train"],
+              "--data.valid_dir", splits["valid"]]
+    cli("fit", "--config", str(repo / "configs/dismix/mel_vae_tiny.yaml"), *common, "--trainer.default_root_dir", str(vae_run),
+        "--trainer.logger.init_args.save_dir", str(vae_run), check=True)
+    cli("fit", "--config", str(repo / "configs/dismix/chorales_ldm_tiny.yaml"), *common, "--model.init_args.vae",
+        str(vae_run / "checkpoints/last.ckpt"), "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir",
+        str(run), check=True)
+    cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-dismix-ldm", "--out", str(tmp_path / "models"), check=True)
+    model, meta = load_model(tmp_path / "models" / "tiny-dismix-ldm.safetensors")
+    vae, _ = load_model(vae_run / "checkpoints/last.ckpt")
+    assert meta["family"] == "dismix-ldm"
+    assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), vae.state_dict().values()))
