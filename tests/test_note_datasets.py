@@ -18,7 +18,7 @@ import yaml
 from stemkit.audio.io import save_audio
 from stemkit.data.note_datasets import DATASET_NAMES, READERS, find_recordings, hash_split
 from stemkit.errors import StemkitError, StemkitWarning
-from stemkit.midi.notes import MidiTrack, Note, write_midi
+from stemkit.midi.notes import MidiTrack, Note, read_midi, write_midi
 
 
 def _audio(path: Path, sample_rate: int = 16000) -> Path:
@@ -308,11 +308,28 @@ def test_guitarset_notes_merge_strings_into_one_guitar(guitarset: Path, name: st
     assert _notes(guitar) == [(67, 0.25, 0.5, 80), (40, 0.5, 1.0, 80), (67, 1.0, 1.5, 80)]
 
 
+def test_generated_chorales_read_with_their_programs_and_the_folder_as_split(chorale_dir: Path, tmp_path: Path):
+    from stemkit.data.layout import list_tracks
+
+    tracks = list_tracks(chorale_dir)
+    split_root = tmp_path / "test"
+    split_root.mkdir()
+    for track in tracks:
+        (split_root / track.name).symlink_to(track.path, target_is_directory=True)
+    recordings = find_recordings("chorales", split_root)
+    assert [r.name for r in recordings] == sorted(t.name for t in tracks)
+    assert {r.split for r in recordings} == {"test"} and all(r.audio.name == "mix.wav" for r in recordings)
+    parts = recordings[0].tracks()
+    expected, _ = read_midi(tracks[0].path / "mix.mid")
+    assert [(p.program, p.notes) for p in parts] == [(e.program, e.notes) for e in expected] and len(parts) == 4
+    assert {r.split for r in find_recordings("chorales", chorale_dir)} <= {"train", "valid", "test"}  # hashed elsewhere
+
+
 # --- shared behaviour --------------------------------------------------------------------------
 
 
 def test_every_dataset_has_a_reader():
-    assert set(READERS) == set(DATASET_NAMES) == {"slakh", "maestro", "musicnet", "urmp", "guitarset"}
+    assert set(READERS) == set(DATASET_NAMES) == {"chorales", "slakh", "maestro", "musicnet", "urmp", "guitarset"}
 
 
 def test_hash_split_is_pinned():
@@ -330,7 +347,7 @@ def test_recordings_pickle_with_their_note_loader(guitarset: Path):
 def test_a_root_without_the_dataset_is_refused_in_one_line(tmp_path: Path, dataset: str):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "Dataset").mkdir()  # URMP's top folder alone is not URMP
-    expected = {"slakh": "train/TrackNNNNN/metadata.yaml", "maestro": "maestro-v3.0.0.csv",
+    expected = {"chorales": "stemkit data chorales", "slakh": "train/TrackNNNNN/metadata.yaml", "maestro": "maestro-v3.0.0.csv",
                 "musicnet": "train_data/NNNN.wav", "urmp": "AuMix_", "guitarset": "annotation/*.jams"}[dataset]
     for root in (tmp_path / "empty", tmp_path / "missing"):
         with pytest.raises(StemkitError) as error:
@@ -346,7 +363,7 @@ def test_audio_missing_everywhere_is_an_error_not_an_empty_list(musicnet: Path):
 
 
 def test_unknown_dataset_and_split_list_the_known_ones(tmp_path: Path):
-    known = "slakh, maestro, musicnet, urmp, guitarset"
+    known = "chorales, slakh, maestro, musicnet, urmp, guitarset"
     with pytest.raises(StemkitError, match=f"unknown dataset 'medleydb': choose one of {known}$"):
         find_recordings("medleydb", tmp_path)
     with pytest.raises(StemkitError, match="unknown split 'validation': choose one of train, valid, test$"):

@@ -34,7 +34,7 @@ from stemkit.errors import StemkitError, StemkitWarning
 from stemkit.midi.notes import MidiTrack, Note, read_midi
 
 SPLITS = ("train", "valid", "test")
-DATASET_NAMES = ("slakh", "maestro", "musicnet", "urmp", "guitarset")
+DATASET_NAMES = ("chorales", "slakh", "maestro", "musicnet", "urmp", "guitarset")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,28 @@ def _merged_notes(tracks: list[MidiTrack]) -> list[Note]:
 
 
 # --- Slakh2100 ---------------------------------------------------------------------------------
+
+CHORALES_EXPECTED = "track folders from `stemkit data chorales` (mix.wav, mix.mid, stems_audio/, stems_MIDI/)"
+
+
+@dataset_reader("chorales")
+def read_chorales(root: Path) -> list[Recording]:
+    """Chorales made by ``stemkit data chorales`` (CocoChorales layout): each track's ``mix.wav`` with the
+    notes of ``mix.mid`` (one track per part, its General MIDI program). Split: the root's name when it is
+    one (``data/varied/train``), else a hash of the track name; ``stemkit data chorales --split`` writes one
+    split per folder, so the folder is the truth."""
+    from stemkit.data.layout import list_tracks
+
+    _require_folder(root, "chorale dataset", CHORALES_EXPECTED)
+    split = root.name if root.name in SPLITS else None
+    entries = [(t.name, split or hash_split(t.name), t.mix, functools.partial(_chorale_tracks, t.path / "mix.mid"))
+               for t in list_tracks(root)]
+    return _collect(root, "chorales", "chorale tracks", CHORALES_EXPECTED, entries)
+
+
+def _chorale_tracks(midi: Path) -> list[MidiTrack]:
+    return read_midi(midi)[0]
+
 
 SLAKH_SPLITS = {"train": "train", "validation": "valid", "test": "test"}  #: "omitted" (duplicates) is left out
 SLAKH_EXPECTED = "train/TrackNNNNN/metadata.yaml with mix.flac beside it"
