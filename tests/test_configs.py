@@ -45,7 +45,7 @@ def _kind(config: dict) -> str:
         targets = config["model"]["init_args"]["net"]["targets"]
         return "musdb" if "vocals" in targets else "chorales"
     kinds = {"MonophonicDataModule": "monophonic", "LatentDataModule": "latent", "ChordDataModule": "chords",
-             "ChoralePartsDataModule": "parts"}
+             "ChoralePartsDataModule": "parts", "NoteSegmentsDataModule": "segments"}
     if data not in kinds:
         pytest.fail(f"test_configs.py does not know the data module {data}: give it tiny data in _overrides")
     return kinds[data]
@@ -118,6 +118,9 @@ def _overrides(kind: str, request, root: Path) -> list[str]:
     if kind == "chords":
         return ["--data.init_args.root", str(request.getfixturevalue("chord_dir")), "--data.init_args.valid_items", "2"]
     splits = request.getfixturevalue("chorale_splits")
+    if kind == "segments":  # split folders named train/valid: the chorales reader takes the split from the name
+        return ["--data.init_args.train", f"{{chorales: {splits['train']}}}", "--data.init_args.valid",
+                f"{{chorales: {splits['valid']}}}", "--data.init_args.valid_items", "1"]
     paths = ["--data.init_args.train_dir", str(splits["train"]), "--data.init_args.valid_dir", str(splits["valid"])]
     if kind == "chorales":
         return [*paths, "--data.init_args.valid_seconds", "1", "--data.init_args.valid_tracks", "1"]

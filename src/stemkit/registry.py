@@ -39,6 +39,7 @@ FAMILY_MODULES = (
     "stemkit.disentanglement.classifier",
     "stemkit.synthesis.vocoder",
     "stemkit.synthesis.mel_vae",
+    "stemkit.synthesis.specdiff",
 )
 
 TASKS = ("separation", "refinement", "synthesis", "autoencoder", "disentanglement", "classification", "vocoding")

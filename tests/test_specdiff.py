@@ -1,0 +1,84 @@
+"""Spectrogram diffusion: segments in order with their context, conditions that matter, and its data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stemkit.midi.notes import MidiTrack, Note
+from stemkit.midi.tokens import encode_piece
+from stemkit.synthesis.specdiff import CONTEXT, NOTES, SpecDiff, SpecDiffConfig, pad_tokens
+
+TOKENS = {"segment_seconds": 0.64, "max_tokens": 128}
+NETWORK = {"width": 32, "encoder_layers": 1, "decoder_layers": 1, "heads": 2, "mlp_dim": 64, "embedding_dim": 32}
+PIECE = [MidiTrack("violin", 40, [Note(67, 0.1, 0.9), Note(69, 0.9, 1.5)]), MidiTrack("cello", 42, [Note(48, 0.0, 1.5)])]
+
+
+def _model(**changes) -> SpecDiff:
+    torch.manual_seed(0)
+    model = SpecDiff(SpecDiffConfig(tokens=TOKENS, network=NETWORK, mel={"griffin_lim_iters": 2}, **changes)).eval()
+    for p in model.denoiser.parameters():  # the output layer starts at zero: give every layer weight
+        torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
+def test_a_piece_is_generated_segment_by_segment_to_its_length(one_thread):
+    model = _model()
+    assert model.config.segment_frames == 32  # 0.64 s at hop 320
+    mel = model.generate_mel(PIECE, steps=2)
+    assert mel.shape == (128, 3 * 32) and mel.abs().max() <= 1.0  # 1.5 s → three segments, clamped to the codec's range
+    audio = model.synthesize(PIECE, seconds=1.5, steps=2)
+    assert audio.shape == (1, 24000) and torch.isfinite(audio).all()
+
+
+def test_the_notes_and_the_previous_segment_change_the_denoised_mel(one_thread):
+    model = _model()
+    segments = encode_piece(PIECE, model.config.vocabulary()).segments
+    ids, mask = pad_tokens(segments[:2])
+    x = torch.randn(2, 128, 32)
+    sigma = torch.full((2,), 1.0)
+
+    def denoise(cond):
+        with torch.no_grad():
+            return model.denoiser(x, sigma, cond)
+
+    previous = torch.rand(2, 128, 32) * 2 - 1
+    base = denoise(model.conditions(ids, mask, previous))
+    other_notes = denoise(model.conditions(ids.flip(0), mask.flip(0), previous))
+    other_context = denoise(model.conditions(ids, mask, -previous))
+    assert not torch.allclose(base, other_notes) and not torch.allclose(base, other_context)
+    first = model.conditions(ids, mask, None)  # a piece's first segment reads the context's null
+    assert first["null:" + CONTEXT].all() and first[NOTES] is ids
+
+
+def test_without_context_the_model_has_no_context_encoder():
+    with_context, without = _model(), _model(context=False)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(with_context) > count(without)  # one token encoder fewer
+    assert CONTEXT not in without.conditions(*pad_tokens([[1]]), torch.zeros(1, 128, 32))
+
+
+def test_segments_carry_their_tokens_audio_and_previous_audio(chorale_dir):
+    from stemkit.audio.io import load_audio
+    from stemkit.data.note_datasets import find_recordings
+    from stemkit.midi.tokens import NoteVocabulary
+    from stemkit.training.specdiff_data import NoteSegments, collate_segments
+
+    recordings = find_recordings("chorales", chorale_dir)
+    vocab = NoteVocabulary(**TOKENS)
+    data = NoteSegments(recordings, vocab, 16000, items=24, seed=0, fixed=True)
+    items = [data[i] for i in range(24)]
+    assert any(not i["first"] for i in items) and any(i["first"] for i in items)
+    length = 10240  # 0.64 s
+    for item in items:
+        recording, segment = recordings[item["recording"]], item["segment"]
+        assert item["tokens"] == encode_piece(recording.tracks(), vocab).segments[segment]
+        full = load_audio(recording.audio, mono=True)[0][0]
+        full = torch.nn.functional.pad(full, (0, length))  # the last segment runs past the end: zeros there
+        assert torch.allclose(item["audio"][0], full[segment * length:(segment + 1) * length], atol=1e-6)
+        if item["first"]:
+            assert segment == 0 and not item["previous"].any()
+        else:
+            assert torch.allclose(item["previous"][0], full[(segment - 1) * length:segment * length], atol=1e-6)
+    batch = collate_segments(items[:3])
+    assert batch["tokens"].shape[0] == 3 and batch["token_mask"].sum(1).tolist() == [len(i["tokens"]) for i in items[:3]]
