@@ -82,3 +82,30 @@ def test_segments_carry_their_tokens_audio_and_previous_audio(chorale_dir):
             assert torch.allclose(item["previous"][0], full[(segment - 1) * length:segment * length], atol=1e-6)
     batch = collate_segments(items[:3])
     assert batch["tokens"].shape[0] == 3 and batch["token_mask"].sum(1).tolist() == [len(i["tokens"]) for i in items[:3]]
+
+
+def test_stemkit_synth_renders_a_multitrack_midi_with_drums_through_a_tiny_trained_model(cli, chorale_dir, tmp_path):
+    """fit (two steps, the real CLI) → export → `stemkit synth` on a two-instrument MIDI with a drum track."""
+    from conftest import REPO
+
+    from stemkit.audio.io import audio_info
+    from stemkit.midi.notes import write_midi
+
+    splits = {}
+    tracks = sorted(p for p in chorale_dir.iterdir() if p.is_dir())
+    for split, chosen in (("train", tracks[:2]), ("valid", tracks[2:])):
+        (tmp_path / split).mkdir()
+        for t in chosen:
+            (tmp_path / split / t.name).symlink_to(t, target_is_directory=True)
+        splits[split] = str(tmp_path / split)
+    run = tmp_path / "run"
+    cli("fit", "--config", str(REPO / "configs/specdiff/tiny.yaml"), "--data.train", f"{{chorales: {splits['train']}}}",
+        "--data.valid", f"{{chorales: {splits['valid']}}}", "--trainer.max_steps", "2", "--trainer.accelerator", "cpu",
+        "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir", str(run), check=True)
+    cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-specdiff", "--out", str(tmp_path / "models"), check=True)
+    song = write_midi(tmp_path / "song.mid", PIECE + [MidiTrack("drums", 0, [Note(36, 0.0, 0.1), Note(38, 0.5, 0.6)], is_drum=True)])
+    out = tmp_path / "song.wav"
+    result = cli("synth", str(song), "--model", str(tmp_path / "models/tiny-specdiff.safetensors"), "--out", str(out),
+                 "--steps", "2", "--quiet", check=True)
+    info = audio_info(out)
+    assert info.sample_rate == 16000 and abs(info.frames - 1.5 * 16000) <= 16, result.stdout

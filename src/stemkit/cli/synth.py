@@ -17,11 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
-        help="synthesize audio from MIDI with the latent diffusion synthesizer",
+        help="synthesize audio from MIDI with a synthesis model (latent diffusion or spectrogram diffusion)",
         description=(
-            "Render MIDI to audio: notes → pitch and envelope curves → EDM sampling of VAE latents → VAE decode. Every "
-            "track of a MIDI file is synthesized (overlapping notes become separate lines) and the lines are mixed; the "
-            "output is as long as the MIDI. Inputs can be MIDI files, folders of them, or a chorale dataset (its "
+            "Render MIDI to audio with a synthesis model. The latent synthesizer (violin-ldm-chorales): notes → pitch and "
+            "envelope curves → EDM sampling of VAE latents → VAE decode; every track of a MIDI file is synthesized "
+            "(overlapping notes become separate lines) and the lines are mixed. Spectrogram diffusion (family specdiff): "
+            "every track's notes (General MIDI programs, drums included) → MT3-style tokens → mel, 5.12 s at a time → "
+            "vocoder. The output is as long as the MIDI. Inputs can be MIDI files, folders of them, or a chorale dataset (its "
             "--instrument stems, named as `stemkit eval-synth` names them). Existing outputs are skipped."
         ),
         formatter_class=Formatter,
@@ -30,7 +32,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="an output file (.wav/.flac) for one MIDI input, else a folder (default: synthesized/<model>/)")
     p.add_argument("--model", default=None, help="shipped name, .safetensors or a stemkit fit .ckpt (default: violin-ldm-chorales)")
-    p.add_argument("--instrument", default=None, help="instrument to play (must be the model's; also picks a chorale dataset's stems; default: the model's)")
+    p.add_argument("--instrument", default=None, help="instrument to play (must be a one-instrument model's; also picks a chorale dataset's stems; default: the model's, or every stem for a many-instrument model)")
     p.add_argument("--steps", type=int, default=18, help="sampling steps (Heun uses 2·steps − 1 network calls)")
     p.add_argument("--sampler", default="heun", help="heun (EDM's 2nd order), euler or dpmpp2m")
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight (1 = none, >1 follows the curves harder)")
@@ -55,7 +57,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         check_output_dir(args.out)
     synth = Synthesizer(args.model or DEFAULT_SYNTH, device=args.device, steps=args.steps, sampler=args.sampler, cfg=args.cfg,
                         instrument=args.instrument, progress=not args.quiet)
-    inputs = collect_midi(args.inputs, args.instrument or synth.model.config.instrument)
+    inputs = collect_midi(args.inputs, args.instrument or synth.instrument)
     if single and (len(inputs) != 1 or Path(args.inputs[0]).is_dir()):
         raise StemkitError(f"--out {args.out} is a file, but the inputs hold {len(inputs)} MIDI files: give a folder")
     out = args.out or check_output_dir(Path("synthesized") / synth.name)

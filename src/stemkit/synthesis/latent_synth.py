@@ -19,8 +19,8 @@ from torch import nn
 from stemkit.diffusion import ClassifierFreeGuidance, EDMConfig, EDMDenoiser, sample
 from stemkit.diffusion.backbones import backbone_config, build_backbone
 from stemkit.errors import StemkitError
-from stemkit.midi.notes import Note
-from stemkit.synthesis.conditioning import COND_CHANNELS, EnvelopeModel, condition_tensor, pitch_from_notes
+from stemkit.midi.notes import MidiTrack, Note
+from stemkit.synthesis.conditioning import COND_CHANNELS, EnvelopeModel, condition_tensor, frame_count, pitch_from_notes
 from stemkit.registry import register_family
 from stemkit.synthesis.vae import AudioVAE, VAEConfig
 
@@ -106,6 +106,32 @@ class LatentSynth(nn.Module):
         outside = sorted({n.pitch for n in notes if not low <= n.pitch <= high})
         if outside:
             raise StemkitError(f"{name} has notes {outside[:5]} outside the {self.config.instrument} model's range {low}-{high} (MIDI numbers)")
+
+    plays_drums = False  #: drum tracks are not read from MIDI for this family
+
+    def check_tracks(self, tracks: Sequence[MidiTrack], source: str = "the MIDI") -> None:
+        """A one-line error for any track this model cannot render (see :meth:`check_notes`)."""
+        for i, track in enumerate(tracks):
+            if track.notes:
+                self.check_notes(track.notes, name=f"{source} track {track.name or i!r}")
+
+    def render_tracks(self, tracks: Sequence[MidiTrack], seconds: float, steps: int = 18, sampler: str = "heun",
+                      cfg: float = 1.0, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+        """The tracks' sum ``[1, samples]``, ``seconds`` long: every track split into monophonic lines, all lines
+        sampled in one batch (the family's side of :class:`~stemkit.synthesis.synthesize.Synthesizer`)."""
+        lines = [line for track in tracks for line in split_voices(track.notes)]
+        samples = max(1, int(round(seconds * self.sample_rate)))
+        frames = frame_count(samples, self.hop)
+        cond = torch.cat([self.condition_from_notes(line, frames) for line in lines])
+        return self.render_condition(cond, samples, steps, sampler, cfg, generator, progress)
+
+    @torch.no_grad()
+    def render_condition(self, cond: torch.Tensor, samples: int, steps: int = 18, sampler: str = "heun", cfg: float = 1.0,
+                         generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+        """The sum ``[1, samples]`` of the lines conditioned by ``cond`` ``[lines, COND_CHANNELS, frames]``."""
+        cond = cond.to(self.envelope_params.device)
+        latent = self.generate_latent(cond, steps, sampler, cfg, generator, progress)
+        return self.vae.decode(latent)[:, 0, :samples].sum(dim=0, keepdim=True)
 
     @torch.no_grad()
     def generate_latent(self, cond: torch.Tensor, steps: int = 18, sampler: str = "heun", cfg: float = 1.0,

@@ -137,3 +137,18 @@ class SpecDiff(nn.Module):
         if seconds is not None:
             audio = audio[..., : round(seconds * self.sample_rate)]
         return audio
+
+    # --- the family's side of stemkit synth (:class:`~stemkit.synthesis.synthesize.Synthesizer`) ------------
+    plays_drums = True  #: drum tracks are read from MIDI and tokenised as drum hits
+
+    def check_tracks(self, tracks: list[MidiTrack], source: str = "the MIDI") -> None:
+        """Every General MIDI program and pitch has a token, so any MIDI can be rendered; nothing to refuse."""
+
+    def render_tracks(self, tracks: list[MidiTrack], seconds: float, steps: int = 32, sampler: str = "heun", cfg: float = 1.0,
+                      generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+        """All tracks at once ``[1, samples]``, ``seconds`` long, segment by segment on the model's device."""
+        device = next(self.parameters()).device
+        out = self.synthesize(tracks, seconds, steps=steps, sampler=sampler, cfg=cfg, generator=generator,
+                              progress=progress, device=device)
+        samples = max(1, int(round(seconds * self.sample_rate)))
+        return torch.nn.functional.pad(out, (0, max(0, samples - out.shape[-1])))

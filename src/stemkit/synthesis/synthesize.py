@@ -1,9 +1,11 @@
-"""MIDI files → audio files with the latent synthesizer: the API under ``stemkit synth``.
+"""MIDI files → audio files with any synthesis model: the API under ``stemkit synth``.
 
-A MIDI file's tracks are each synthesized and then mixed; a track with overlapping notes is split
-into monophonic lines first (the model plays one line). All lines of a file are sampled in one
-batch, so a quartet costs about what a solo does on a GPU. The output is exactly as long as the
-MIDI (its last event), at the model's sample rate.
+Each synthesis family renders a MIDI file's tracks its own way through two methods of its model,
+``check_tracks(tracks, source)`` and ``render_tracks(tracks, seconds, steps, sampler, cfg, generator,
+progress)``: the latent synthesizer splits every track into monophonic lines and samples them in one
+batch (so a quartet costs about what a solo does on a GPU); spectrogram diffusion renders all tracks
+at once, segment by segment. The output is exactly as long as the MIDI (its last event), at the
+model's sample rate, and scaled down only if it would clip.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from stemkit.jobs import JobInput, JobReport, collect_inputs, pick_device, run_b
 from stemkit.midi.notes import MidiTrack, Note, read_midi
 from stemkit.models import load_model
 from stemkit.synthesis.conditioning import frame_count
-from stemkit.synthesis.latent_synth import LatentSynth, split_voices
+from stemkit.synthesis.latent_synth import LatentSynth
 
 MIDI_SUFFIXES = (".mid", ".midi")
 DEFAULT_SYNTH = "violin-ldm-chorales"
@@ -45,10 +47,11 @@ class Synthesizer:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         if not cfg >= 0:
             raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
-        self.model, self.meta = load_model(model, family="latent-synth")
+        self.model, self.meta = load_model(model, task="synthesis")
         self.model.to(pick_device(device))
-        if instrument is not None and instrument != self.model.config.instrument:
-            raise StemkitError(f"model {self.name} synthesizes {self.model.config.instrument}, not {instrument}")
+        plays = self.instrument
+        if instrument is not None and plays is not None and instrument != plays:
+            raise StemkitError(f"model {self.name} synthesizes {plays}, not {instrument}")
         self.steps, self.sampler, self.cfg, self.progress = steps, sampler, cfg, progress
 
     @property
@@ -59,11 +62,24 @@ class Synthesizer:
     def sample_rate(self) -> int:
         return self.model.sample_rate
 
-    def render_lines(self, lines: list[list[Note]], seconds: float, seed: int = 0) -> torch.Tensor:
-        """Mono mix ``[1, samples]`` of monophonic ``lines`` sampled together, ``seconds`` long.
+    @property
+    def instrument(self) -> str | None:
+        """The one instrument the model plays, or None for a model of many (General MIDI programs)."""
+        return getattr(self.model.config, "instrument", None)
 
-        The lines are summed as they come; only a mix that would clip is scaled down (to a 0.99 peak),
-        so a solo keeps the level the model learned."""
+    def _generator(self, seed: int) -> torch.Generator:
+        device = next(self.model.parameters()).device
+        return torch.Generator(device=device).manual_seed(int(seed))
+
+    @staticmethod
+    def _unclipped(audio: torch.Tensor) -> torch.Tensor:
+        peak = float(audio.abs().max())
+        return (audio / peak * 0.99 if peak > 0.99 else audio).cpu()
+
+    def render_lines(self, lines: list[list[Note]], seconds: float, seed: int = 0) -> torch.Tensor:
+        """Latent synthesizer only: mono mix ``[1, samples]`` of monophonic ``lines`` sampled together,
+        ``seconds`` long. The lines are summed as they come; only a mix that would clip is scaled down (to a
+        0.99 peak), so a solo keeps the level the model learned."""
         model: LatentSynth = self.model
         samples = max(1, int(round(seconds * model.sample_rate)))
         frames = frame_count(samples, model.hop)
@@ -71,30 +87,24 @@ class Synthesizer:
         return self.render_condition(cond, samples, seed)
 
     def render_condition(self, cond: torch.Tensor, samples: int, seed: int = 0) -> torch.Tensor:
-        """Mono mix ``[1, samples]`` of the lines conditioned by ``cond`` ``[lines, COND_CHANNELS, frames]``
-        (from notes, or curves measured on audio), scaled down only if it would clip."""
+        """Latent synthesizer only: mono mix ``[1, samples]`` of the lines conditioned by ``cond``
+        ``[lines, COND_CHANNELS, frames]`` (from notes, or curves measured on audio), scaled down only if it would clip."""
         model: LatentSynth = self.model
-        cond = cond.to(model.envelope_params.device)
-        generator = torch.Generator(device=cond.device).manual_seed(int(seed))
-        latent = model.generate_latent(cond, self.steps, self.sampler, self.cfg, generator, self.progress)
-        with torch.no_grad():
-            audio = model.vae.decode(latent)[:, 0, :samples].sum(dim=0, keepdim=True)
-        peak = float(audio.abs().max())
-        return (audio / peak * 0.99 if peak > 0.99 else audio).cpu()
+        audio = model.render_condition(cond, samples, self.steps, self.sampler, self.cfg, self._generator(seed), self.progress)
+        return self._unclipped(audio)
 
     def synthesize_file(self, midi_path: str | Path, seed: int = 0, tracks: list[str] | None = None) -> torch.Tensor:
         """Audio ``[1, samples]`` of the tracks of a MIDI file (all, or those named or numbered from 0
         in ``tracks``), mixed; as long as the MIDI."""
         midi_path = Path(midi_path)
-        found, seconds = read_midi(midi_path)
+        found, seconds = read_midi(midi_path, drums=getattr(self.model, "plays_drums", False))
         chosen = select_tracks(found, tracks, midi_path)
         if not any(track.notes for track in chosen):
             raise StemkitError(f"{midi_path} has no notes to synthesize" + (f" in tracks {','.join(tracks)}" if tracks else ""))
-        for track in chosen:
-            if track.notes:
-                self.model.check_notes(track.notes, name=f"{midi_path} track {track.name or found.index(track)!r}")
-        lines = [line for track in chosen for line in split_voices(track.notes)]
-        return self.render_lines(lines, seconds, seed)
+        self.model.check_tracks(chosen, str(midi_path))
+        chosen = [track for track in chosen if track.notes]
+        audio = self.model.render_tracks(chosen, seconds, self.steps, self.sampler, self.cfg, self._generator(seed), self.progress)
+        return self._unclipped(audio)
 
 
 def select_tracks(tracks: list[MidiTrack], wanted: list[str] | None, source: Path) -> list[MidiTrack]:
