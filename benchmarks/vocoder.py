@@ -50,11 +50,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     vocoders = [(str(v), load_model(v, family="mel-vocoder")[0]) for v in args.vocoder]
-    settings = vocoders[0][1].config.mel()
+    settings = vocoders[0][1].config.mel_config()
     codec = MelCodec(settings)
     decoders = ([("Griffin-Lim", codec.decode)] if not args.no_griffin_lim else [])
     for name, model in vocoders:
-        if model.config.mel() != settings:
+        if model.config.mel_config() != settings:
             raise SystemExit(f"{name} was made for other mel settings than {vocoders[0][0]}")
         decoders.append((name, model))
     rate = settings.sample_rate

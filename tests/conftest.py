@@ -80,6 +80,20 @@ def chorale_dir(tmp_path_factory) -> Path:
     return out
 
 
+def split_folders(chorale_dir: Path, root: Path) -> dict[str, Path]:
+    """The session's three chorales as ``root/train`` (two) and a disjoint ``root/valid`` (one), by symlinks:
+    split folders named as `stemkit data chorales --split` names them."""
+    tracks = sorted(p for p in chorale_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(tracks) == 3
+    out = {}
+    for split, chosen in (("train", tracks[:2]), ("valid", tracks[2:])):
+        (root / split).mkdir(parents=True)
+        for track in chosen:
+            (root / split / track.name).symlink_to(track, target_is_directory=True)
+        out[split] = root / split
+    return out
+
+
 def tiny_chord_list(per_split: dict[str, int] | None = None) -> list[tuple[int, ...]]:
     """Chords over six pitches (C4–A4), the first few of each split: a chord set whose note bank renders in seconds."""
     from itertools import combinations

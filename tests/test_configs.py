@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_cli, shared_dir
+from conftest import REPO, run_cli, shared_dir, split_folders
 from stemkit.cli import main
 from stemkit.errors import StemkitError
 
@@ -54,14 +54,7 @@ def _kind(config: dict) -> str:
 @pytest.fixture(scope="module")
 def chorale_splits(chorale_dir, tmp_path_factory) -> dict[str, Path]:
     """The session's three chorales as a train folder (two) and a disjoint valid folder (one), by symlinks."""
-    root = tmp_path_factory.mktemp("splits")
-    tracks = sorted(p for p in chorale_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert len(tracks) == 3
-    for split, chosen in (("train", tracks[:2]), ("valid", tracks[2:])):
-        (root / split).mkdir()
-        for track in chosen:
-            (root / split / track.name).symlink_to(track, target_is_directory=True)
-    return {"train": root / "train", "valid": root / "valid"}
+    return split_folders(chorale_dir, tmp_path_factory.mktemp("splits"))
 
 
 def _musdb_sample() -> Path:

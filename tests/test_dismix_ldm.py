@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO, split_folders
 from stemkit.disentanglement.dismix_ldm import NO_NOTE, DisMixLDM, DisMixLDMConfig
 from stemkit.midi.notes import Note
 
-VAE = dict(channels=8, channel_mults=[1, 2, 2], latent_channels=4, groups=4, griffin_lim_iters=2)
+VAE = dict(channels=8, channel_mults=[1, 2, 2], latent_channels=4, groups=4, mel={"griffin_lim_iters": 2})
 
 
 def _model(**changes) -> DisMixLDM:
@@ -114,20 +115,13 @@ def test_a_tiny_dismix_ldm_trains_and_exports_with_the_cli(cli, chorale_dir, tmp
     """mel VAE → DisMix (two steps each, the real CLI) → export → load: the bundled VAE is the trained one."""
     from stemkit.models import load_model
 
-    repo = __import__("conftest").REPO
-    splits = {}
-    tracks = sorted(p for p in chorale_dir.iterdir() if p.is_dir())
-    for split, chosen in (("train", tracks[:2]), ("valid", tracks[2:])):
-        (tmp_path / split).mkdir()
-        for t in chosen:
-            (tmp_path / split / t.name).symlink_to(t, target_is_directory=True)
-        splits[split] = str(tmp_path / split)
+    splits = {k: str(v) for k, v in split_folders(chorale_dir, tmp_path).items()}
     vae_run, run = tmp_path / "vae", tmp_path / "ldm"
     common = ["--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--data.train_dir", splits["train"],
               "--data.valid_dir", splits["valid"]]
-    cli("fit", "--config", str(repo / "configs/dismix/mel_vae_tiny.yaml"), *common, "--trainer.default_root_dir", str(vae_run),
+    cli("fit", "--config", str(REPO / "configs/dismix/mel_vae_tiny.yaml"), *common, "--trainer.default_root_dir", str(vae_run),
         "--trainer.logger.init_args.save_dir", str(vae_run), check=True)
-    cli("fit", "--config", str(repo / "configs/dismix/chorales_ldm_tiny.yaml"), *common, "--model.init_args.vae",
+    cli("fit", "--config", str(REPO / "configs/dismix/chorales_ldm_tiny.yaml"), *common, "--model.init_args.vae",
         str(vae_run / "checkpoints/last.ckpt"), "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir",
         str(run), check=True)
     cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-dismix-ldm", "--out", str(tmp_path / "models"), check=True)

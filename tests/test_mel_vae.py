@@ -38,11 +38,11 @@ def test_frames_that_are_not_a_multiple_of_the_downsampling_are_refused():
     with pytest.raises(ValueError, match="multiple of 4"):
         model.encode(torch.zeros(1, 64, 30))
     with pytest.raises(ValueError):
-        MelVAEConfig(n_mels=66)
+        MelVAEConfig(mel={"n_mels": 66})
 
 
 def test_the_codec_registry_builds_it_and_decodes_latents_to_audio_of_frames_times_hop(one_thread):
-    codec = build_codec("mel-vae", dict(TINY, griffin_lim_iters=2))
+    codec = build_codec("mel-vae", dict(TINY, mel={"griffin_lim_iters": 2}))
     assert isinstance(codec, MelVAE)
     latent = torch.zeros(1, codec.feature_channels, 5)
     audio = codec.decode(latent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import REPO, split_folders
 from stemkit.midi.notes import MidiTrack, Note
 from stemkit.midi.tokens import encode_piece
 from stemkit.synthesis.specdiff import CONTEXT, NOTES, SpecDiff, SpecDiffConfig, pad_tokens
@@ -86,18 +87,10 @@ def test_segments_carry_their_tokens_audio_and_previous_audio(chorale_dir):
 
 def test_stemkit_synth_renders_a_multitrack_midi_with_drums_through_a_tiny_trained_model(cli, chorale_dir, tmp_path):
     """fit (two steps, the real CLI) → export → `stemkit synth` on a two-instrument MIDI with a drum track."""
-    from conftest import REPO
-
     from stemkit.audio.io import audio_info
     from stemkit.midi.notes import write_midi
 
-    splits = {}
-    tracks = sorted(p for p in chorale_dir.iterdir() if p.is_dir())
-    for split, chosen in (("train", tracks[:2]), ("valid", tracks[2:])):
-        (tmp_path / split).mkdir()
-        for t in chosen:
-            (tmp_path / split / t.name).symlink_to(t, target_is_directory=True)
-        splits[split] = str(tmp_path / split)
+    splits = {k: str(v) for k, v in split_folders(chorale_dir, tmp_path).items()}
     run = tmp_path / "run"
     cli("fit", "--config", str(REPO / "configs/specdiff/tiny.yaml"), "--data.train", f"{{chorales: {splits['train']}}}",
         "--data.valid", f"{{chorales: {splits['valid']}}}", "--trainer.max_steps", "2", "--trainer.accelerator", "cpu",

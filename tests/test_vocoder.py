@@ -46,10 +46,12 @@ def test_the_vocoder_maps_the_codecs_features_to_frames_times_hop_samples(one_th
 
 def test_vocoder_settings_are_checked():
     with pytest.raises(ValueError):
-        MelVocoderConfig(hop=320, synthesis_fft=321)  # odd difference: no symmetric trim
+        MelVocoderConfig(mel={"hop": 320}, synthesis_fft=321)  # odd difference: no symmetric trim
     with pytest.raises(ValueError):
         MelVocoderConfig(kernel_size=4)
-    assert MelVocoderConfig(hop=160).synthesis_fft == 640
+    assert MelVocoderConfig(mel={"hop": 160}).synthesis_fft == 640
+    with pytest.raises(ValueError, match="unknown mel setting"):
+        MelVocoderConfig(mel={"bands": 64})
 
 
 def test_the_mel_codec_decodes_with_a_named_vocoder_and_refuses_one_made_for_other_settings(tmp_path, one_thread):

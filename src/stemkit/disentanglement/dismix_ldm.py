@@ -66,7 +66,7 @@ class DisMixLDMConfig:
     @property
     def latent_dim(self) -> int:
         vae = self.vae_config()
-        return vae.latent_channels * vae.n_mels // vae.factor
+        return vae.latent_channels * vae.latent_bands
 
     def backbone_config(self):
         d = self.latent_dim

@@ -94,7 +94,8 @@ class MelCodec(nn.Module):
             from stemkit.synthesis.vocoder import MEL_FIELDS
 
             model, _ = load_model(self.config.vocoder, family="mel-vocoder")
-            differ = [f for f in MEL_FIELDS if getattr(model.config, f) != getattr(self.config, f)]
+            mel = model.config.mel_config()
+            differ = [f for f in MEL_FIELDS if getattr(mel, f) != getattr(self.config, f)]
             if differ:
                 raise StemkitError(f"vocoder {self.config.vocoder} was made for other mel settings ({', '.join(differ)} differ)")
             self.__dict__["_vocoder"] = model

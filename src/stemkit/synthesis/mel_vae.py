@@ -15,7 +15,7 @@ As a codec (``mel-vae``, :mod:`stemkit.diffusion.codecs`) the latent ``[B, C, ba
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -23,25 +23,17 @@ from torch import nn
 from stemkit.diffusion.codecs import register_codec
 from stemkit.registry import register_family
 from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
+from stemkit.synthesis.vocoder import mel_settings
 
-_MEL_FIELDS = tuple(f.name for f in fields(MelCodecConfig))
+#: DisMix's mel (AudioLDM 2's): 64 bands, window 1024, hop 160 (100 frames/s) — what ``mel`` defaults to
+DISMIX_MEL = {"n_mels": 64, "win_length": 1024, "hop": 160}
 
 
 @dataclass
 class MelVAEConfig:
-    # the mel it encodes (MelCodecConfig's fields; DisMix's: 64 bands, window 1024, hop 160)
-    sample_rate: int = 16000
-    n_mels: int = 64
-    n_fft: int = 1024
-    win_length: int = 1024
-    hop: int = 160
-    fmin: float = 0.0
-    fmax: float = 8000.0
-    log_floor: float = 1e-5
-    log_ceiling: float = 4.0
-    griffin_lim_iters: int = 32
-    vocoder: str | None = None  #: a mel-vocoder for these mel settings, used to make audio; None = Griffin-Lim
-    # the network
+    #: the mel it encodes: :class:`MelCodecConfig` fields over :data:`DISMIX_MEL` (``vocoder`` names the model that
+    #: turns decoded mels into audio; None = Griffin-Lim)
+    mel: dict = field(default_factory=dict)
     channels: int = 32
     channel_mults: list[int] = field(default_factory=lambda: [1, 2, 4])  #: one level per entry; all but the first halve
     latent_channels: int = 8
@@ -52,19 +44,28 @@ class MelVAEConfig:
             raise ValueError("channel_mults needs at least one positive entry")
         if any((self.channels * m) % self.groups for m in self.channel_mults):
             raise ValueError(f"every level's width (channels × mult) must be divisible by groups ({self.groups})")
-        if self.n_mels % self.factor:
-            raise ValueError(f"n_mels ({self.n_mels}) must be divisible by {self.factor} (2 per downsampling level)")
+        n_mels = self.mel_config().n_mels
+        if n_mels % self.factor:
+            raise ValueError(f"n_mels ({n_mels}) must be divisible by {self.factor} (2 per downsampling level)")
 
     @property
     def factor(self) -> int:
         """How much bands and frames shrink: 2 per level after the first."""
         return 2 ** (len(self.channel_mults) - 1)
 
-    def mel(self) -> MelCodecConfig:
-        return MelCodecConfig(**{name: getattr(self, name) for name in _MEL_FIELDS})
+    def mel_config(self) -> MelCodecConfig:
+        return mel_settings(DISMIX_MEL, self.mel)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config().sample_rate
+
+    @property
+    def latent_bands(self) -> int:
+        return self.mel_config().n_mels // self.factor
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dict(asdict(self), mel=self.mel_config().to_dict())
 
 
 class ResBlock2d(nn.Module):
@@ -87,7 +88,7 @@ class MelVAE(nn.Module):
     def __init__(self, config: MelVAEConfig) -> None:
         super().__init__()
         self.config = config
-        self.codec = MelCodec(config.mel())  # the mel front end and its vocoder; holds no weights of its own
+        self.codec = MelCodec(config.mel_config())  # the mel front end and its vocoder; holds no weights of its own
         widths = [config.channels * m for m in config.channel_mults]
         g = config.groups
         enc: list[nn.Module] = [nn.Conv2d(1, widths[0], 3, padding=1), ResBlock2d(widths[0], widths[0], g)]
@@ -110,11 +111,11 @@ class MelVAE(nn.Module):
     @property
     def hop(self) -> int:
         """Audio samples per latent frame."""
-        return self.config.hop * self.config.factor
+        return self.codec.hop * self.config.factor
 
     @property
     def feature_channels(self) -> int:
-        return self.config.latent_channels * self.config.n_mels // self.config.factor
+        return self.config.latent_channels * self.config.latent_bands
 
     def mel(self, audio: torch.Tensor) -> torch.Tensor:
         """The codec's scaled log-mel ``[B, n_mels, T // mel_hop]`` of audio ``[B, 1, T]``."""
@@ -130,7 +131,7 @@ class MelVAE(nn.Module):
     def decode_mel(self, latent: torch.Tensor) -> torch.Tensor:
         """A latent ``[B, C, bands', frames']`` (or the codec's flat ``[B, C · bands', frames']``) → scaled log-mel."""
         if latent.dim() == 3:
-            latent = latent.unflatten(1, (self.config.latent_channels, self.config.n_mels // self.config.factor))
+            latent = latent.unflatten(1, (self.config.latent_channels, self.config.latent_bands))
         return self.decoder(latent).squeeze(1)
 
     @staticmethod

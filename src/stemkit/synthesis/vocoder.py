@@ -6,7 +6,7 @@ frame, the magnitude and phase of a short-time spectrum, which an inverse STFT t
 the work happens at 50 frames/s instead of 16 000 samples/s, so it trains and runs fast on a CPU, and
 the inverse STFT puts harmonics exactly where the magnitudes say — what pitched instruments need.
 
-The vocoder owns its mel settings (the same fields as :class:`~stemkit.synthesis.mel_codec.MelCodecConfig`)
+The vocoder owns its mel settings (its ``mel`` field holds :class:`~stemkit.synthesis.mel_codec.MelCodecConfig` fields)
 and computes its input features with the codec itself, so a vocoder and the codec whose output it
 inverts agree by construction; :class:`~stemkit.synthesis.mel_codec.MelCodec` refuses a vocoder made
 for other settings. Input: the codec's scaled log-mel ``[B, n_mels, F]``; output: ``[B, 1, F · hop]``.
@@ -15,7 +15,7 @@ for other settings. Input: the codec's scaled log-mel ``[B, n_mels, F]``; output
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -23,28 +23,27 @@ from torch import nn
 from stemkit.registry import register_family
 from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
 
-#: the codec fields a vocoder must share with the codec it decodes for (all but the decoder choice)
 #: the head's starting log-magnitude (quiet: most bins of music are), and its cap — a full-scale sine's peak
 #: bin is about synthesis_fft / 4 (320 at the default 1280), so the cap sits well above anything real
 INITIAL_LOG_MAGNITUDE = -4.0
 MAX_LOG_MAGNITUDE = math.log(1e4)
 
+#: the codec fields a vocoder must share with the codec it decodes for (all but the decoder choice)
 MEL_FIELDS = tuple(f.name for f in fields(MelCodecConfig) if f.name not in ("griffin_lim_iters", "vocoder"))
+
+
+def mel_settings(defaults: dict, given: dict) -> MelCodecConfig:
+    """A :class:`MelCodecConfig` from a model's ``mel`` field: ``given`` over the model's ``defaults``."""
+    unknown = sorted(set(given) - {f.name for f in fields(MelCodecConfig)})
+    if unknown:
+        raise ValueError(f"unknown mel setting(s) {', '.join(unknown)}")
+    return MelCodecConfig(**{**defaults, **given})
 
 
 @dataclass
 class MelVocoderConfig:
-    # the mel features it inverts (MelCodecConfig's fields)
-    sample_rate: int = 16000
-    n_mels: int = 128
-    n_fft: int = 1024
-    win_length: int = 640
-    hop: int = 320
-    fmin: float = 0.0
-    fmax: float = 8000.0
-    log_floor: float = 1e-5
-    log_ceiling: float = 4.0
-    # the network
+    #: the mel it inverts: :class:`MelCodecConfig` fields (default: spectrogram diffusion's 128 bands, hop 320)
+    mel: dict = field(default_factory=dict)
     dim: int = 256  #: ConvNeXt width
     intermediate: int = 768  #: width inside each block's pointwise MLP
     layers: int = 8
@@ -52,20 +51,30 @@ class MelVocoderConfig:
     synthesis_fft: int = 0  #: FFT (= window) size of the inverse STFT; 0 = 4 × hop (75 % overlap)
 
     def __post_init__(self) -> None:
+        hop = self.mel_config().hop
         if self.synthesis_fft == 0:
-            self.synthesis_fft = 4 * self.hop
-        if self.synthesis_fft < self.hop or (self.synthesis_fft - self.hop) % 2:
-            raise ValueError(f"synthesis_fft ({self.synthesis_fft}) must be at least hop ({self.hop}) and differ from it "
+            self.synthesis_fft = 4 * hop
+        if self.synthesis_fft < hop or (self.synthesis_fft - hop) % 2:
+            raise ValueError(f"synthesis_fft ({self.synthesis_fft}) must be at least hop ({hop}) and differ from it "
                              "by an even number of samples")
         if min(self.dim, self.intermediate, self.layers, self.kernel_size) < 1 or self.kernel_size % 2 == 0:
             raise ValueError("dim, intermediate and layers must be positive and kernel_size odd")
 
-    def mel(self) -> MelCodecConfig:
-        """The codec settings whose features this vocoder inverts."""
-        return MelCodecConfig(**{name: getattr(self, name) for name in MEL_FIELDS})
+    def mel_config(self) -> MelCodecConfig:
+        """The codec settings whose features this vocoder inverts (its own decoder choice left out)."""
+        return mel_settings({}, {k: v for k, v in self.mel.items() if k not in ("vocoder", "griffin_lim_iters")})
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config().sample_rate
+
+    @property
+    def hop(self) -> int:
+        return self.mel_config().hop
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        mel = {name: getattr(self.mel_config(), name) for name in MEL_FIELDS}
+        return dict(asdict(self), mel=mel)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -108,8 +117,9 @@ class MelVocoder(nn.Module):
     def __init__(self, config: MelVocoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.codec = MelCodec(config.mel())  # only a mel filterbank buffer, not saved
-        self.embed = nn.Conv1d(config.n_mels, config.dim, config.kernel_size, padding=config.kernel_size // 2)
+        mel = config.mel_config()
+        self.codec = MelCodec(mel)  # only a mel filterbank buffer, not saved
+        self.embed = nn.Conv1d(mel.n_mels, config.dim, config.kernel_size, padding=config.kernel_size // 2)
         self.embed_norm = nn.LayerNorm(config.dim)
         self.blocks = nn.ModuleList(
             ConvNeXtBlock(config.dim, config.intermediate, config.kernel_size, layer_scale=1.0 / config.layers)

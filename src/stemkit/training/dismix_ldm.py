@@ -104,10 +104,7 @@ class DisMixLDMSystem(StemkitSystem):
         return terms["total"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        decay = min(self.hparams.ema_decay, (1 + self.global_step) / (10 + self.global_step))
-        with torch.no_grad():
-            for ema, live in zip(self.ema.parameters(), self.model.denoiser.parameters()):
-                ema.lerp_(live, 1.0 - decay)
+        self.update_ema(self.ema, self.model.denoiser)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         terms, _ = self._terms(batch, 0.0)

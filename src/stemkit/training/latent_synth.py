@@ -292,10 +292,7 @@ class LatentSynthSystem(StemkitSystem):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        decay = min(self.hparams.ema_decay, (1 + self.global_step) / (10 + self.global_step))
-        with torch.no_grad():
-            for ema, live in zip(self.ema.parameters(), self.model.denoiser.parameters()):
-                ema.lerp_(live, 1.0 - decay)
+        self.update_ema(self.ema, self.model.denoiser)
 
     def on_validation_epoch_start(self) -> None:
         self._valid = []

@@ -42,6 +42,17 @@ class StemkitSystem(L.LightningModule):
         optimizer = torch.optim.Adam(parameters, lr=hp.lr)
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
 
+    def update_ema(self, averaged: nn.Module, live: nn.Module) -> None:
+        """One step of the exponential moving average of ``live``'s weights kept in ``averaged``, with the
+        warm-up ``min(ema_decay, (1 + step) / (10 + step))`` so early weights do not linger (the systems
+        that sample — the diffusion models — export this average, never the live weights)."""
+        import torch
+
+        decay = min(self.hparams.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for ema, current in zip(averaged.parameters(), live.parameters()):
+                ema.lerp_(current, 1.0 - decay)
+
     def check_data_matches(self, config: Any) -> None:
         """Refuse, before the first step, stem data whose targets or sample rate are not the model's."""
         from stemkit.errors import StemkitError
