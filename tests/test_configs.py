@@ -79,28 +79,26 @@ def musdb_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_vae(chorale_splits, tmp_path_factory) -> Path:
-    """A VAE for the latent-diffusion configs: the tiny config trained for one batch with the real CLI."""
-    root = tmp_path_factory.mktemp("vae")
-    run_cli("fit", "--config", str(VAE_TINY), "--data.train_dir", str(chorale_splits["train"]), "--data.valid_dir",
-            str(chorale_splits["valid"]), "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir",
-            str(root), "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", check=True)
+def _train_tiny(config: Path, splits: dict[str, Path], root: Path) -> Path:
+    """A tiny config trained for two steps on the split folders with the real CLI; its last checkpoint."""
+    run_cli("fit", "--config", str(config), "--data.train_dir", str(splits["train"]), "--data.valid_dir", str(splits["valid"]),
+            "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root), "--trainer.max_steps", "2",
+            "--trainer.accelerator", "cpu", check=True)
     last = root / "checkpoints" / "last.ckpt"
     assert last.is_file()
     return last
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(chorale_splits, tmp_path_factory) -> Path:
+    """A VAE for the latent-diffusion configs."""
+    return _train_tiny(VAE_TINY, chorale_splits, tmp_path_factory.mktemp("vae"))
 
 
 @pytest.fixture(scope="module")
 def tiny_mel_vae(chorale_splits, tmp_path_factory) -> Path:
-    """A mel VAE for DisMix's latent variant: the tiny config trained for two steps with the real CLI."""
-    root = tmp_path_factory.mktemp("mel-vae")
-    run_cli("fit", "--config", str(MEL_VAE_TINY), "--data.train_dir", str(chorale_splits["train"]), "--data.valid_dir",
-            str(chorale_splits["valid"]), "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir",
-            str(root), "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", check=True)
-    last = root / "checkpoints" / "last.ckpt"
-    assert last.is_file()
-    return last
+    """A mel VAE for DisMix's latent variant."""
+    return _train_tiny(MEL_VAE_TINY, chorale_splits, tmp_path_factory.mktemp("mel-vae"))
 
 
 def _overrides(kind: str, request, root: Path) -> list[str]:
