@@ -115,7 +115,19 @@ def test_every_family_round_trips_through_one_save_and_load(tmp_path):
     from stemkit.synthesis.vae import AudioVAE, VAEConfig
 
     torch.manual_seed(0)
-    models = {"lasaft": _tiny_lasaft(), "vae": AudioVAE(VAEConfig(**TINY_VAE)), "latent-synth": _tiny_synth()}
+    from stemkit.disentanglement.dismix_ldm import DisMixLDM, DisMixLDMConfig
+    from stemkit.synthesis.mel_vae import MelVAE, MelVAEConfig
+    from stemkit.synthesis.specdiff import SpecDiff, SpecDiffConfig
+    from stemkit.synthesis.vocoder import MelVocoder, MelVocoderConfig
+
+    mel_vae = dict(channels=8, channel_mults=[1, 2], latent_channels=2, groups=4)
+    models = {"lasaft": _tiny_lasaft(), "vae": AudioVAE(VAEConfig(**TINY_VAE)), "latent-synth": _tiny_synth(),
+              "mel-vocoder": MelVocoder(MelVocoderConfig(mel={"n_mels": 64, "hop": 160}, dim=8, intermediate=16, layers=1)),
+              "mel-vae": MelVAE(MelVAEConfig(**mel_vae)),
+              "dismix-ldm": DisMixLDM(DisMixLDMConfig(vae=mel_vae, hidden=8, layers=1, query_channels=8,
+                                                      network={"width": 16, "depth": 1, "heads": 2, "embedding_dim": 16})),
+              "specdiff": SpecDiff(SpecDiffConfig(network={"width": 16, "encoder_layers": 1, "decoder_layers": 1, "heads": 2,
+                                                           "mlp_dim": 16, "embedding_dim": 16}))}
     assert set(models) <= set(families())
     for family, model in models.items():
         path = save_model(model, tmp_path / family, provenance={"steps": 1})
