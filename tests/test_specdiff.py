@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import REPO, split_folders
+from stemkit.errors import StemkitError
 from stemkit.midi.notes import MidiTrack, Note
 from stemkit.midi.tokens import encode_piece
 from stemkit.synthesis.specdiff import CONTEXT, NOTES, SpecDiff, SpecDiffConfig, pad_tokens
@@ -57,6 +58,33 @@ def test_without_context_the_model_has_no_context_encoder():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(with_context) > count(without)  # one token encoder fewer
     assert CONTEXT not in without.conditions(*pad_tokens([[1]]), torch.zeros(1, 128, 32))
+
+
+def test_the_autoregressive_decoder_reads_only_earlier_frames(one_thread):
+    model = _model(objective="autoregressive")
+    cond = model.conditions(*pad_tokens([[1, 2, 3]]), None)
+    mel = torch.rand(1, 128, 32) * 2 - 1
+    changed = mel.clone()
+    changed[..., 20:] = -changed[..., 20:]
+    with torch.no_grad():
+        a, b = model.predict_frames(mel, cond), model.predict_frames(changed, cond)
+    # frame t is predicted from frames < t: changing frames ≥ 20 leaves frames ≤ 20 alone, and moves the later ones
+    assert torch.allclose(a[..., :21], b[..., :21], atol=1e-6) and not torch.allclose(a[..., 21:], b[..., 21:])
+    assert torch.allclose(model.loss(mel, cond), torch.nn.functional.mse_loss(a, mel))
+
+
+def test_autoregressive_generation_is_what_teacher_forcing_predicts_on_its_own_output(one_thread):
+    model = _model(objective="autoregressive")
+    mel = model.generate_mel(PIECE[:1], seconds=0.64)
+    assert mel.shape == (128, 32)
+    segment = encode_piece(PIECE[:1], model.config.vocabulary(), 0.64).segments[0]
+    with torch.no_grad():
+        again = model.predict_frames(mel[None], model.conditions(*pad_tokens([segment]), None)).clamp(-1, 1)[0]
+    assert torch.allclose(again, mel, atol=1e-5)  # each frame was generated from exactly the frames before it
+    with pytest.raises(StemkitError, match="no guidance"):
+        model.generate_mel(PIECE, cfg=2.0)
+    with pytest.raises(ValueError, match="objective"):
+        SpecDiffConfig(objective="gan")
 
 
 def test_segments_carry_their_tokens_audio_and_previous_audio(chorale_dir):

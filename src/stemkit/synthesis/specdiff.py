@@ -11,6 +11,10 @@ generated in order, each conditioned on the previous generated one, and the mel 
 
 Conditions are dropped for 10 % of training items so classifier-free guidance works; ``context: false``
 is the paper's "without context" row.
+
+``objective: autoregressive`` is the paper's autoregressive baseline with the same network: the decoder's
+self-attention is causal, its input is the segment's mel shifted one frame right (silence first), and it
+regresses each frame from the frames before it (MSE) — generated one frame at a time, no noise, no guidance.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 from stemkit.diffusion.backbones import backbone_config, build_backbone
 from stemkit.diffusion.conditions import mask_key
 from stemkit.diffusion.edm import EDMConfig, EDMDenoiser
+from stemkit.errors import StemkitError
 from stemkit.midi.notes import MidiTrack
 from stemkit.midi.tokens import PAD, NoteVocabulary, encode_piece
 from stemkit.registry import register_family
@@ -31,6 +36,10 @@ from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
 
 NOTES, CONTEXT = "notes", "context"
 """Names of the note-token and previous-segment conditions in the denoiser's condition mapping."""
+
+OBJECTIVES = ("diffusion", "autoregressive")
+SILENCE = -1.0
+"""The scaled log-mel of silence (the codec's floor): the frame an autoregressive segment starts from."""
 
 
 @dataclass
@@ -43,6 +52,15 @@ class SpecDiffConfig:
                                                    "mlp_dim": 512, "embedding_dim": 256})
     edm: dict = field(default_factory=lambda: {"sigma_data": 0.5})  #: features in [-1, 1]: about 0.5 wide
     cond_dropout: float = 0.1
+    objective: str = "diffusion"  #: ``diffusion`` (EDM) or ``autoregressive`` (the paper's baseline)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"specdiff: objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.objective == "autoregressive"
 
     def mel_config(self) -> MelCodecConfig:
         return MelCodecConfig(**self.mel)
@@ -62,14 +80,15 @@ class SpecDiffConfig:
         if self.context:
             conditions.append({"name": CONTEXT, "kind": "tokens", "dim": mel.n_mels})
         return backbone_config(self.backbone, dict(self.network, in_channels=mel.n_mels, conditions=conditions,
-                                                   max_frames=self.segment_frames, max_tokens=vocab.max_tokens))
+                                                   max_frames=self.segment_frames, max_tokens=vocab.max_tokens,
+                                                   causal=self.autoregressive))
 
     def edm_config(self) -> EDMConfig:
         return EDMConfig(**self.edm)
 
     def to_dict(self) -> dict[str, Any]:
         network = {k: v for k, v in self.backbone_config().to_dict().items()
-                   if k not in ("in_channels", "conditions", "max_frames", "max_tokens")}
+                   if k not in ("in_channels", "conditions", "max_frames", "max_tokens", "causal")}
         return dict(asdict(self), mel=self.mel_config().to_dict(), tokens=asdict(self.vocabulary()), network=network,
                     edm=self.edm_config().to_dict())
 
@@ -116,18 +135,46 @@ class SpecDiff(nn.Module):
         from stemkit.diffusion.guidance import ClassifierFreeGuidance
         from stemkit.diffusion.samplers import sample
 
+        if self.config.autoregressive and cfg != 1.0:
+            raise StemkitError("an autoregressive spectrogram model has no guidance: leave --cfg at 1")
         piece = encode_piece(tracks, self.config.vocabulary(), seconds)
         denoiser = self.denoiser if cfg == 1.0 else ClassifierFreeGuidance(self.denoiser, cfg)
         frames, mels, previous = self.config.segment_frames, [], None
         for segment in piece.segments:
             ids, mask = pad_tokens([segment], device)
-            shape = (1, self.codec.feature_channels, frames)
-            mel = sample(denoiser, shape, steps=steps, sampler=sampler, cond=self.conditions(ids, mask, previous),
-                         config=self.denoiser.config, generator=generator, device=device, progress=progress)
+            cond = self.conditions(ids, mask, previous)
+            if self.config.autoregressive:
+                mel = self._generate_frames(cond, frames, device)
+            else:
+                shape = (1, self.codec.feature_channels, frames)
+                mel = sample(denoiser, shape, steps=steps, sampler=sampler, cond=cond, config=self.denoiser.config,
+                             generator=generator, device=device, progress=progress)
             mel = mel.clamp(-1.0, 1.0)
             mels.append(mel[0])
             previous = mel
         return torch.cat(mels, dim=-1)
+
+    def predict_frames(self, mel: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Autoregressive objective: each frame of ``mel [B, n_mels, F]`` predicted from the frames before it."""
+        shifted = torch.nn.functional.pad(mel[..., :-1], (1, 0), value=SILENCE)
+        return self._network(shifted, cond)
+
+    def loss(self, mel: torch.Tensor, cond: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training loss of a batch of segments' mels: EDM's, or the next-frame MSE when autoregressive."""
+        if self.config.autoregressive:
+            return torch.nn.functional.mse_loss(self.predict_frames(mel, cond), mel)
+        return self.denoiser.loss(mel, cond, generator=generator)
+
+    def _network(self, frames: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The backbone read without noise (the autoregressive objective has none: its noise level is fixed)."""
+        return self.denoiser.net(frames, torch.zeros(frames.shape[0], device=frames.device), cond)
+
+    def _generate_frames(self, cond: dict[str, torch.Tensor], frames: int, device: torch.device | str) -> torch.Tensor:
+        """One segment frame by frame, each predicted from the ones before it (teacher-forced in training)."""
+        mel = torch.full((1, self.codec.feature_channels, 1), SILENCE, device=device)
+        for _ in range(frames):
+            mel = torch.cat([mel, self._network(mel, cond)[..., -1:].clamp(-1.0, 1.0)], dim=-1)
+        return mel[..., 1:]
 
     @torch.no_grad()
     def synthesize(self, tracks: list[MidiTrack], seconds: float | None = None, **sampling: Any) -> torch.Tensor:

@@ -58,9 +58,9 @@ class SpecDiffSystem(StemkitSystem):
         cond = self.model.conditions(batch["tokens"], batch["token_mask"], previous)
         if self.config.context:
             cond["null:" + CONTEXT] = batch["first"].to(mel.device)
-        if drop > 0:
+        if drop > 0 and not self.config.autoregressive:  # guidance is for the diffusion objective only
             cond[NULL] = torch.rand(mel.shape[0], device=mel.device) < drop
-        return self.model.denoiser.loss(mel, cond, generator=generator)
+        return self.model.loss(mel, cond, generator=generator)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch, self.config.cond_dropout)

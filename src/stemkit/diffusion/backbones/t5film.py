@@ -32,6 +32,8 @@ What this module does, and why:
   the norm of the self-attention and of the MLP sub-layers, not of the cross-attention — the
   placement of the released decoder. The FiLM input is MLP(sinusoidal(``c_noise``)) plus every global
   ``vector`` condition (``[B, dim]``) through :class:`~stemkit.diffusion.conditions.VectorCondition`.
+- ``causal: true`` masks the decoder's self-attention so frame t sees frames ≤ t: the same network as
+  the paper's autoregressive baseline (fed the previous frames, it predicts the next).
 - Output: final RMSNorm and a zero-initialised linear back to ``C``, so at initialisation the network
   outputs exactly zero (EDM's ``D = c_skip·x``).
 - Without any ``tokens`` condition there are no encoders and the decoder skips cross-attention (a
@@ -72,6 +74,8 @@ class T5FiLMConfig:
     conditions: list[dict] = field(default_factory=list)
     embedding_dim: int = 512  #: width of the noise embedding that drives FiLM
     positions: str = "sinusoidal"  #: absolute positions: ``sinusoidal`` (fixed) or ``learned``
+    #: frame t's self-attention sees frames ≤ t only (an autoregressive decoder; False for diffusion)
+    causal: bool = False
 
     def __post_init__(self) -> None:
         kinds = {spec.kind for spec in self.specs()}
@@ -129,11 +133,12 @@ class Attention(nn.Module):
         batch, length, width = t.shape
         return t.reshape(batch, length, self.heads, width // self.heads).transpose(1, 2)
 
-    def forward(self, x: Tensor, context: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, keep: Tensor | None = None, causal: bool = False) -> Tensor:
         context = x if context is None else context
         mask = keep[:, None, None, :] if keep is not None else None
         out = F.scaled_dot_product_attention(self._split(self.q(x)), self._split(self.k(context)), self._split(self.v(context)),
-                                             attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+                                             attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                             is_causal=causal)
         return self.o(out.transpose(1, 2).reshape(x.shape))
 
 
@@ -180,8 +185,10 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Self-attention (FiLM after its norm), cross-attention to the encodings, MLP (FiLM after its norm)."""
 
-    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float, embedding_dim: int, cross: bool) -> None:
+    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float, embedding_dim: int, cross: bool,
+                 causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal
         self.norm_self = RMSNorm(width)
         self.film_self = FiLM(embedding_dim, width)
         self.self_attn = Attention(width, heads, dropout)
@@ -193,7 +200,7 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor, emb: Tensor, memory: Tensor | None, memory_keep: Tensor | None) -> Tensor:
-        h = h + self.drop(self.self_attn(self.film_self(self.norm_self(h), emb)))
+        h = h + self.drop(self.self_attn(self.film_self(self.norm_self(h), emb), causal=self.causal))
         if self.cross_attn is not None and memory is not None:
             h = h + self.drop(self.cross_attn(self.norm_cross(h), memory, memory_keep))
         return h + self.drop(self.mlp(self.film_mlp(self.norm_mlp(h), emb)))
@@ -253,7 +260,7 @@ class T5FiLM(nn.Module):
         self.positions = Positions(config.positions, config.max_frames, width, "frames")
         self.drop = nn.Dropout(config.dropout)
         cross = len(self.encoders) > 0
-        self.layers = nn.ModuleList(DecoderLayer(width, config.heads, config.mlp_dim, config.dropout, emb, cross)
+        self.layers = nn.ModuleList(DecoderLayer(width, config.heads, config.mlp_dim, config.dropout, emb, cross, config.causal)
                                     for _ in range(config.decoder_layers))
         self.norm = RMSNorm(width)
         self.out = nn.Linear(width, config.in_channels)
