@@ -1,5 +1,7 @@
-"""Metrics: separation (cSDR, uSDR, SI-SDR, SIR, SAR, ISR) and synthesis (log-mel L1, MR-STFT, pitch accuracy)."""
+"""Metrics: separation (cSDR, uSDR, SI-SDR, SIR, SAR, ISR), synthesis (log-mel L1, MR-STFT, pitch accuracy),
+note F1 of a transcription, and the Fréchet distance of two embedding sets."""
 
+from stemkit.metrics.frechet import frechet_distance, mfcc_windows
 from stemkit.metrics.separation import (
     METRICS,
     aggregate,
@@ -17,8 +19,13 @@ from stemkit.metrics.synthesis import (
     pitch_report,
     synthesis_metrics,
 )
+from stemkit.metrics.transcription import BasicPitchTranscriber, note_f1
 
 __all__ = [
+    "BasicPitchTranscriber",
+    "frechet_distance",
+    "mfcc_windows",
+    "note_f1",
     "METRICS",
     "SYNTHESIS_METRICS",
     "PitchReport",
