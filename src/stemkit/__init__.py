@@ -7,7 +7,8 @@ until needed:
 - :class:`Separator`, :class:`ProgressiveSeparator`, :class:`RefinedSeparator` (with :func:`find_refiner`,
   :func:`load_refiner`), :func:`load_separator` — separation;
 - :class:`Synthesizer` — MIDI → audio;
-- :class:`DisMixSimple`, :func:`evaluate_swaps` — pitch/timbre disentanglement (DisMix) and its Table-1 scoring.
+- :class:`DisMixSimple`, :func:`evaluate_swaps` — pitch/timbre disentanglement (DisMix) and its Table-1 scoring;
+  :class:`TimbreSwapper` — DisMix's latent variant on chorales: encode parts, decode latents, swap timbres.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _LAZY = {
     "Synthesizer": "stemkit.synthesis.synthesize",
     "DisMixSimple": "stemkit.disentanglement.dismix_simple",
     "evaluate_swaps": "stemkit.disentanglement.evaluation",
+    "TimbreSwapper": "stemkit.disentanglement.swap",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -1,4 +1,4 @@
-"""``stemkit dismix``: pitch/timbre disentanglement (DisMix) — evaluate a model's swaps."""
+"""``stemkit dismix``: pitch/timbre disentanglement (DisMix) — swap timbres, encode and decode latents, score swaps."""
 
 from __future__ import annotations
 
@@ -16,8 +16,119 @@ def register(sub: argparse._SubParsersAction) -> None:
     dismix = sub.add_parser("dismix", help="disentangle each instrument's pitch and timbre (DisMix)",
                             description="Disentangle each instrument's pitch and timbre inside a mixture (DisMix).")
     dismix_sub = dismix.add_subparsers(dest="dismix_command", metavar="COMMAND", parser_class=Parser)
+    _add_swap(dismix_sub)
+    _add_encode(dismix_sub)
+    _add_decode(dismix_sub)
     _add_eval(dismix_sub)
     dismix.set_defaults(func=lambda _args: print_help_instead(dismix))
+
+
+DEFAULT_LDM = "dismix-chorales"
+INPUT_HELP = ("a chorale track folder (CocoChorales layout: each part's query is cut from its own stem, outside the "
+              "excerpt) or a mixture file (then give one query clip per part)")
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    from stemkit.cli.common import add_device
+
+    p.add_argument("--model", default=DEFAULT_LDM, help="a DisMix latent model (dismix-ldm family): name, .safetensors or .ckpt")
+    p.add_argument("--steps", type=int, default=32, help="the decoder's sampling steps (EDM)")
+    p.add_argument("--sampler", default="heun", help="heun, euler or dpmpp2m")
+    p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise: the same seed gives the same audio")
+    add_device(p)
+
+
+def _add_excerpt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", type=float, default=0.0, help="where the excerpt starts, in seconds")
+    p.add_argument("--seconds", type=float, default=4.0, help="excerpt length in seconds (the models train on 4 s)")
+    p.add_argument("--query-seconds", type=float, default=2.0, help="length of each part's query clip")
+
+
+def _add_swap(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "swap",
+        help="play A's notes with B's instruments, part by part",
+        description=("Encode A and B into per-part pitch and timbre latents, give A's part i the timbre of B's part i, "
+                     "and decode: DIR/<i>_<instrument of B>.wav per part of A and DIR/mix.wav."),
+        formatter_class=Formatter,
+    )
+    p.add_argument("a", type=Path, metavar="A", help="whose notes: " + INPUT_HELP)
+    p.add_argument("--timbre-from", type=Path, required=True, metavar="B", help="whose instruments: " + INPUT_HELP)
+    p.add_argument("--queries", nargs="+", default=None, help="A's query clips, one per part (when A is a mixture file)")
+    p.add_argument("--timbre-queries", nargs="+", default=None, help="B's query clips, one per part (when B is a mixture file)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_excerpt(p)
+    _add_sampling(p)
+    add_quiet(p)
+    p.set_defaults(func=_run_swap)
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="a mixture's per-part pitch and timbre latents, to a file",
+                       description="Encode each part of a mixture into its pitch latent ν and timbre latent τ (safetensors).",
+                       formatter_class=Formatter)
+    p.add_argument("mix", type=Path, metavar="MIX", help=INPUT_HELP)
+    p.add_argument("--queries", nargs="+", default=None, help="query clips, one per part (when MIX is a mixture file)")
+    p.add_argument("--out", type=Path, required=True, help="the latents file (.safetensors)")
+    _add_excerpt(p)
+    _add_sampling(p)
+    add_quiet(p)
+    p.set_defaults(func=_run_encode)
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="render latents from dismix encode (edited or not) to audio",
+                       description="Decode per-part latents to DIR/<i>_<instrument>.wav and DIR/mix.wav.",
+                       formatter_class=Formatter)
+    p.add_argument("latents", type=Path, help="a .safetensors from stemkit dismix encode")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_sampling(p)
+    p.set_defaults(model=None)
+    add_quiet(p)
+    p.set_defaults(func=_run_decode)
+
+
+def _swapper(args: argparse.Namespace, model: str | None = None):
+    from stemkit.disentanglement.swap import TimbreSwapper
+
+    return TimbreSwapper(model or args.model, device=args.device, steps=args.steps, sampler=args.sampler, progress=not args.quiet)
+
+
+def _run_swap(args: argparse.Namespace) -> int:
+    from stemkit.disentanglement.swap import write_parts
+    from stemkit.outputs import check_output_dir
+
+    check_output_dir(args.out)
+    swapper = _swapper(args)
+    excerpt = dict(start=args.start, seconds=args.seconds, query_seconds=args.query_seconds)
+    a = swapper.read(args.a, args.queries, **excerpt)
+    b = swapper.read(args.timbre_from, args.timbre_queries, **excerpt)
+    audio, instruments = swapper.swap(a, b, seed=args.seed)
+    for path in write_parts(args.out, audio, instruments, swapper.sample_rate):
+        print(path)
+    return 0
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    from stemkit.outputs import check_output_file
+
+    check_output_file(args.out, "--out", (".safetensors",))
+    swapper = _swapper(args)
+    parts = swapper.read(args.mix, args.queries, start=args.start, seconds=args.seconds, query_seconds=args.query_seconds)
+    print(swapper.encode(parts).save(args.out))
+    return 0
+
+
+def _run_decode(args: argparse.Namespace) -> int:
+    from stemkit.disentanglement.swap import EncodedParts, write_parts
+    from stemkit.outputs import check_output_dir
+
+    parts = EncodedParts.load(args.latents)
+    check_output_dir(args.out)
+    swapper = _swapper(args, args.model or parts.model or DEFAULT_LDM)
+    for path in write_parts(args.out, swapper.decode(parts, seed=args.seed), parts.instruments, swapper.sample_rate):
+        print(path)
+    return 0
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

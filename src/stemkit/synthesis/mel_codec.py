@@ -112,9 +112,12 @@ class MelCodec(nn.Module):
         magnitude = self._unscale(features).exp().detach().cpu().double().numpy()
         out = []
         for mel in magnitude:
-            audio = librosa.feature.inverse.mel_to_audio(mel, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop,
-                                                         win_length=cfg.win_length, power=1.0, n_iter=cfg.griffin_lim_iters,
-                                                         fmin=cfg.fmin, fmax=cfg.fmax, htk=False, norm="slaney")
+            # librosa's mel_to_audio starts Griffin-Lim from unseeded random phases; a fixed phase seed makes
+            # the same mel give the same audio (the project's same-seed-same-bytes rule)
+            stft = librosa.feature.inverse.mel_to_stft(mel, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=1.0, fmin=cfg.fmin,
+                                                       fmax=cfg.fmax, htk=False, norm="slaney")
+            audio = librosa.griffinlim(stft, n_iter=cfg.griffin_lim_iters, hop_length=cfg.hop, win_length=cfg.win_length,
+                                       n_fft=cfg.n_fft, random_state=0)
             length = mel.shape[-1] * cfg.hop
             out.append(np.pad(audio, (0, max(0, length - len(audio))))[:length].astype(np.float32))
         return torch.from_numpy(np.stack(out))[:, None].to(features.device)
