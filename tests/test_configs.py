@@ -45,7 +45,8 @@ def _kind(config: dict) -> str:
         targets = config["model"]["init_args"]["net"]["targets"]
         return "musdb" if "vocals" in targets else "chorales"
     kinds = {"MonophonicDataModule": "monophonic", "LatentDataModule": "latent", "ChordDataModule": "chords",
-             "ChoralePartsDataModule": "parts", "NoteSegmentsDataModule": "segments"}
+             "ChoralePartsDataModule": "parts", "NoteSegmentsDataModule": "segments",
+             "ChoraleInstrumentsDataModule": "instruments"}
     if data not in kinds:
         pytest.fail(f"test_configs.py does not know the data module {data}: give it tiny data in _overrides")
     return kinds[data]
@@ -117,6 +118,8 @@ def _overrides(kind: str, request, root: Path) -> list[str]:
         return [*paths, "--data.init_args.valid_seconds", "1", "--data.init_args.valid_tracks", "1"]
     if kind == "monophonic":
         return [*paths, "--data.init_args.segment_frames", "32", "--data.init_args.valid_items", "1"]
+    if kind == "instruments":  # the test chorales are string quartets: the 13 classes still fit
+        return [*paths, "--data.init_args.batch_size", "2", "--data.init_args.valid_items", "2", "--data.init_args.seconds", "0.5"]
     if kind == "parts":
         return [*paths, "--model.init_args.vae", str(request.getfixturevalue("tiny_mel_vae")), "--data.init_args.segment_seconds",
                 "0.64", "--data.init_args.query_seconds", "0.32", "--data.init_args.valid_items", "1"]

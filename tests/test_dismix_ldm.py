@@ -129,3 +129,26 @@ def test_a_tiny_dismix_ldm_trains_and_exports_with_the_cli(cli, chorale_dir, tmp
     vae, _ = load_model(vae_run / "checkpoints/last.ckpt")
     assert meta["family"] == "dismix-ldm"
     assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), vae.state_dict().values()))
+
+
+def test_instrument_crops_are_loud_parts_labelled_with_their_own_instrument(chorale_dir):
+    from stemkit.audio.io import load_audio
+    from stemkit.data.ensembles import INSTRUMENTS
+    from stemkit.errors import StemkitError
+    from stemkit.training.chorale_instruments import ChoraleInstrumentCrops
+    from stemkit.training.chorale_parts import chorale_tracks
+
+    tracks = chorale_tracks(chorale_dir)
+    crops = ChoraleInstrumentCrops(tracks, 8000, list(INSTRUMENTS), items=12, seed=0)
+    seen = set()
+    for i in range(12):
+        item = crops[i]
+        track, j, start, gain, _ = crops.draw(i)
+        stem = load_audio(track.stems[j], start=start, frames=8000, mono=True)[0][0]
+        assert torch.allclose(item["audio"], stem * gain) and 0.5 <= gain <= 2.0  # ±6 dB
+        assert list(INSTRUMENTS)[int(item["instrument"])] == track.instruments[j]
+        assert 20 * torch.log10(stem.pow(2).mean().sqrt()) > -50  # a part that sounds, not a rest
+        seen.add(track.instruments[j])
+    assert len(seen) >= 2
+    with pytest.raises(StemkitError, match="lack"):
+        ChoraleInstrumentCrops(tracks, 8000, ["violin"], items=1)

@@ -103,3 +103,15 @@ def mel_spectrogram(
     mag = stft(audio, n_fft, hop_length).abs() ** power
     basis = _mel_basis(sample_rate, n_fft, n_mels, fmin, fmax).to(audio.device, mag.dtype)
     return torch.matmul(basis, mag)
+
+
+def framed_log_mel(audio: torch.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
+                   floor: float = 1e-5) -> torch.Tensor:
+    """``[..., samples]`` → natural-log power mel ``[..., n_mels, frames]`` of *uncentred* frames (no padding:
+    frame k covers samples ``k·hop … k·hop + n_fft``), floored at ``floor``. The chord set stores this and its
+    classifiers read it, so a crop's frames never see audio outside the crop."""
+    frames = audio.float().unfold(-1, n_fft, hop_length)  # [..., frames, n_fft]
+    window = torch.hann_window(n_fft, periodic=True, device=audio.device)
+    power = torch.fft.rfft(frames * window, dim=-1).abs() ** 2
+    mel = torch.matmul(power, mel_filterbank(sample_rate, n_fft, n_mels).to(audio.device).T)
+    return torch.log(mel.clamp_min(floor)).transpose(-1, -2)

@@ -228,14 +228,10 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     """``[..., samples]`` → natural-log mel ``[..., N_MELS, frames]`` (floored at :data:`LOG_FLOOR`), uncentred frames."""
     import torch
 
-    from stemkit.audio.spectral import mel_filterbank
+    from stemkit.audio.spectral import framed_log_mel
 
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    frames = x.unfold(-1, N_FFT, HOP_LENGTH)  # [..., frames, n_fft]
-    window = torch.hann_window(N_FFT, periodic=True)
-    power = torch.fft.rfft(frames * window, dim=-1).abs() ** 2  # [..., frames, bins]
-    mel = torch.matmul(power, mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS).T)  # [..., frames, mels]
-    return torch.log(mel.clamp_min(LOG_FLOOR)).transpose(-1, -2).numpy()
+    return framed_log_mel(x, SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS, LOG_FLOOR).numpy()
 
 
 def source_audio(plan: MixturePlan, source: SourcePlan, banks: list[np.ndarray]) -> np.ndarray:

@@ -4,7 +4,9 @@ Why trained classifiers: a swap is right when the decoded source *sounds like* t
 the old instrument, and there is no ground-truth recording to compare with in general (the paper
 judges with classifiers trained on the same data; so do we, and report their own test accuracy so
 a reader knows how far to trust them). One network with two heads over a shared convolutional
-trunk: a multi-label pitch head (52 sigmoids) and an instrument head (softmax).
+trunk: a multi-label pitch head (52 sigmoids) and an instrument head (softmax). The trunk pools over
+time, so one design judges the chord set's 10-frame crops (Table 1) and chorale parts of any length
+(Table 3: 13 instruments, ``num_pitches: 0`` — pitch there is judged by pYIN against the MIDI).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from stemkit.registry import register_family
 class MelClassifierConfig:
     sample_rate: int = 16000
     n_mels: int = 128
-    frames: int = 10
+    n_fft: int = 1024  #: the log-mel the classifier reads (:meth:`MelClassifier.log_mel`): the chord set's by default
+    hop: int = 512
+    frames: int = 10  #: frames of the crops it was trained on (the trunk pools over time: any length is read)
     num_pitches: int = 52
     lowest_pitch: int = 33
     instruments: list[str] = field(default_factory=lambda: ["piano", "violin", "flute"])
@@ -53,10 +57,21 @@ class MelClassifier(nn.Module):
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """Audio ``[..., samples]`` at :attr:`sample_rate` → the log-mel this classifier reads ``[..., mels, frames]``."""
+        from stemkit.audio.spectral import framed_log_mel
+
+        cfg = self.config
+        return framed_log_mel(audio, cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels)
+
+    def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """The pooled trunk features ``[N, 2·channels]`` both heads read: the embedding of the Fréchet distances."""
+        h = self.trunk((log_mel - self.config.mel_mean) / self.config.mel_std)
+        return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)
+
     def forward(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pitch logits ``[N, num_pitches]`` and instrument logits ``[N, instruments]`` of log-mels ``[N, mels, frames]``."""
-        h = self.trunk((log_mel - self.config.mel_mean) / self.config.mel_std)
-        pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)
+        pooled = self.embed(log_mel)
         return self.pitch_head(pooled), self.instrument_head(pooled)
 
     @torch.no_grad()

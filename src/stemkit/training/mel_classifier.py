@@ -6,12 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from stemkit.disentanglement.classifier import MelClassifier, MelClassifierConfig
+from stemkit.errors import StemkitError
 from stemkit.training.system import StemkitSystem
 
 
 class MelClassifierSystem(StemkitSystem):
-    """Trains a :class:`~stemkit.disentanglement.classifier.MelClassifier` on single sources
-    (``ChordDataModule`` with ``items: sources``); logs exact-set pitch accuracy and instrument accuracy."""
+    """Trains a :class:`~stemkit.disentanglement.classifier.MelClassifier` on single sources: log-mels
+    (``ChordDataModule`` with ``items: sources``) or audio crops (``ChoraleInstrumentsDataModule``, turned
+    into the classifier's log-mel here); logs exact-set pitch accuracy (when it has a pitch head) and
+    instrument accuracy."""
 
     family = "mel-classifier"
 
@@ -25,18 +28,30 @@ class MelClassifierSystem(StemkitSystem):
         self.config = net
         self.model = MelClassifier(net)
 
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        instruments = getattr(datamodule, "instruments", None)
+        if instruments is not None and list(instruments) != list(self.config.instruments):
+            raise StemkitError(f"the data's instruments {instruments} differ from the classifier's {self.config.instruments}")
+        rate = getattr(datamodule, "sample_rate", None)
+        if rate is not None and rate != self.config.sample_rate:
+            raise StemkitError(f"the classifier reads {self.config.sample_rate} Hz audio, the data is at {rate} Hz")
+
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        pitch_logits, instrument_logits = self.model(batch["mel"])
-        pitch_loss = F.binary_cross_entropy_with_logits(pitch_logits, batch["pitch"])
-        instrument_loss = F.cross_entropy(instrument_logits, batch["instrument"])
-        loss = pitch_loss + instrument_loss
-        size = batch["mel"].shape[0]
+        mel = batch["mel"] if "mel" in batch else self.model.log_mel(batch["audio"])
+        pitch_logits, instrument_logits = self.model(mel)
+        loss = F.cross_entropy(instrument_logits, batch["instrument"])
+        pitched = self.config.num_pitches > 0
+        if pitched:
+            loss = loss + F.binary_cross_entropy_with_logits(pitch_logits, batch["pitch"])
+        size = mel.shape[0]
         self.log(f"{stage}/loss", loss, batch_size=size, prog_bar=True, sync_dist=stage == "valid")
         if stage == "valid":
-            exact = ((torch.sigmoid(pitch_logits) > 0.5) == batch["pitch"].bool()).all(dim=-1).float().mean()
             correct = (instrument_logits.argmax(dim=-1) == batch["instrument"]).float().mean()
-            self.log("valid/pitch_acc", exact, batch_size=size, sync_dist=True, prog_bar=True)
             self.log("valid/instrument_acc", correct, batch_size=size, sync_dist=True, prog_bar=True)
+        if stage == "valid" and pitched:
+            exact = ((torch.sigmoid(pitch_logits) > 0.5) == batch["pitch"].bool()).all(dim=-1).float().mean()
+            self.log("valid/pitch_acc", exact, batch_size=size, sync_dist=True, prog_bar=True)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
