@@ -9,7 +9,7 @@ from pathlib import Path
 from stemkit.cli.common import Formatter, Parser, add_quiet, print_help_instead
 
 #: The judges each disentanglement family is scored with when --classifier is not given.
-DEFAULT_CLASSIFIERS = {"dismix-simple": "chords-classifier"}
+DEFAULT_CLASSIFIERS = {"dismix-simple": "chords-classifier", "dismix-ldm": "chorales-classifier"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -134,22 +134,31 @@ def _run_decode(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="score pitch swaps on a chord dataset (the paper's Table 1)",
+        help="score swaps: pitch swaps on chords (Table 1) or timbre swaps on chorales (Table 3)",
         description=(
-            "Swap the pitch latents among the sources of every mixture of a chord dataset (stemkit data chords), decode, "
-            "and judge the result with a pitch and an instrument classifier: 'disentanglement' scores the decoded "
-            "sources, 'mixture rendering' re-extracts them from the mixture rendered from the sum of their latents. "
-            "Also compares each swapped source with the ground truth the note bank renders (the donor's notes on the "
-            "source's own instrument)."
+            "dismix-simple models (Table 1): swap the pitch latents among the sources of every mixture of a chord "
+            "dataset (stemkit data chords), decode, and judge the result with a pitch and an instrument classifier: "
+            "'disentanglement' scores the decoded sources, 'mixture rendering' re-extracts them from the mixture "
+            "rendered from the sum of their latents; each swapped source is also compared with the ground truth the "
+            "note bank renders. dismix-ldm models (Table 3): give every part of each chorale of the set the timbre of "
+            "the next chorale's same part, decode, and judge instrument (a 13-way classifier), pitch (pYIN against the "
+            "MIDI) and a Fréchet distance on the classifier's embedding; each swapped part is also compared with "
+            "FluidSynth's rendering of its notes by the new instrument."
         ),
         formatter_class=Formatter,
     )
-    p.add_argument("--dataset", type=Path, required=True, help="a folder made by stemkit data chords")
+    p.add_argument("--dataset", type=Path, required=True,
+                   help="dismix-simple: a folder made by stemkit data chords; dismix-ldm: a chorale set (e.g. stemkit data "
+                        "chorales --ensemble random --split test)")
     p.add_argument("--model", required=True, help="a disentanglement model: a shipped name, .safetensors or .ckpt")
     p.add_argument("--classifier", default=None,
                    help="the judges (a mel-classifier model; default: the one shipped for the model's family)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="which split to score")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N mixtures of the split")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="which split to score (chord sets)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N mixtures")
+    p.add_argument("--steps", type=int, default=32, help="dismix-ldm: the decoder's sampling steps")
+    p.add_argument("--start", type=float, default=0.0, help="dismix-ldm: where each excerpt starts (seconds)")
+    p.add_argument("--seconds", type=float, default=4.0, help="dismix-ldm: excerpt length (seconds)")
+    p.add_argument("--device", default="auto", help="dismix-ldm: auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, help="seed of the queries and the swaps")
     p.add_argument("--json", type=Path, default=None, help="also write the results here (JSON)")
     add_quiet(p)
@@ -171,9 +180,19 @@ def _run_eval(args: argparse.Namespace) -> int:
     if classifier_name is None:
         raise StemkitError(f"no classifier is known for {model.family} models: pass --classifier")
     classifier, _ = load_model(classifier_name, task="classification")
-    result = evaluate_swaps(model, classifier, args.dataset, args.split, args.seed, args.limit, progress=not args.quiet)
+    if model.family == "dismix-ldm":
+        from stemkit.disentanglement.swap import TimbreSwapper
+        from stemkit.disentanglement.timbre_evaluation import evaluate_timbre_swaps, format_timbre_table
+
+        swapper = TimbreSwapper(args.model, device=args.device, steps=args.steps)
+        result = evaluate_timbre_swaps(swapper, classifier, args.dataset, args.limit, args.start, args.seconds, args.seed,
+                                       progress=not args.quiet)
+        table = format_timbre_table(result)
+    else:
+        result = evaluate_swaps(model, classifier, args.dataset, args.split, args.seed, args.limit, progress=not args.quiet)
+        table = format_table(result)
     result.update({"model": str(args.model), "classifier": str(classifier_name), "dataset": str(args.dataset)})
-    print(format_table(result))
+    print(table)
     if args.json is not None:
         from stemkit.atomic import atomic_output
 
