@@ -7,18 +7,20 @@ Mix columns (every part rendered together from the chorale's MIDI):
 - **log-mel L1** and **MR-STFT** to the set's own rendering of the same MIDI (lower is better);
 - **note F1**: basic-pitch's transcription of the rendering against the MIDI's notes (onsets within
   50 ms, pitch within 50 cents, offsets ignored; :mod:`stemkit.metrics.transcription`);
-- **FD**: Fréchet distance between the row's and the reference's 1-s MFCC embeddings, pooled over the
-  set, each dimension in units of the reference's spread (:mod:`stemkit.metrics.frechet`; comparable between rows, not with the paper's VGGish numbers).
+- **FD**: Fréchet distance between the row's and the reference's window embeddings, pooled over the
+  set, each dimension in units of the reference's spread: 1-s MFCC statistics, or with ``--judge`` the
+  13-way instrument classifier's pooled trunk on 2-s windows (:mod:`stemkit.metrics.frechet`; comparable between rows, not with the paper's VGGish numbers).
 
 Part columns (each part rendered alone from its own MIDI track):
 - **pitch**: pYIN's frame pitch accuracy against the part's notes (the target is ≥ 0.8 per part);
 - **instrument**: share of parts whose rendering is nearer (log-mel L1 after matching loudness) to
   FluidSynth's rendering of the same notes by the part's own instrument than by any of the other
   chorale instruments (12 distinct General MIDI programs, the set's soundfont) — top-1 — and the share
-  of those other instruments it is nearer its own than to — pairwise (0.5 = chance).
+  of those other instruments it is nearer its own than to — pairwise (0.5 = chance); with ``--judge``, also
+  the share of parts the 13-way classifier assigns to their own instrument.
 
-Rows: the reference itself (ceiling; FD 0 by definition), the reference mel through the first model's
-mel decoder ("encoded": the ceiling of anything generated in that mel), each ``--model``, a sine per
+Rows: the reference itself (ceiling; FD 0 by definition), the reference mel through ``--vocoder``, else the
+first model's mel decoder, else Griffin-Lim ("encoded": the ceiling of anything generated in that mel), each ``--model``, a sine per
 part with a fixed envelope (floor), and ``--violin-model`` (the latent synthesizer) on violin parts only.
 
     python benchmarks/specdiff.py --model specdiff-chorales --sets data/robust/string-plain-fluidr3 \\
@@ -104,12 +106,16 @@ class Rows:
                        for name in args.model]
         self.violin = Synthesizer(args.violin_model, device=args.device) if args.violin_model else None
         self.codec = next((s.model.codec for s in self.models if hasattr(s.model, "codec")), None)
+        self.decoder = f"{self.models[0].name}'s decoder" if self.codec is not None else None
+        if args.vocoder or self.codec is None:  # the spectrogram diffusion mel, through the named vocoder or Griffin-Lim
+            from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
+
+            self.codec = MelCodec(MelCodecConfig(vocoder=args.vocoder or None))
+            self.decoder = Path(args.vocoder).stem if args.vocoder else "Griffin-Lim"
         self.envelope = EnvelopeModel()
 
     def names(self) -> list[str]:
-        names = ["reference (ceiling)"]
-        if self.codec is not None:
-            names.append(f"reference mel → {self.models[0].name}'s decoder (encoded)")
+        names = ["reference (ceiling)", f"reference mel → {self.decoder} (encoded)"]
         names += [s.name for s in self.models] + ["sine per part (floor)"]
         return names + ([f"{self.violin.name} (violin parts)"] if self.violin else [])
 
@@ -139,6 +145,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=["specdiff-chorales"], help="multi-instrument synthesizers to score")
     parser.add_argument("--violin-model", default="violin-ldm-chorales", help="the latent synthesizer ('' to skip)")
+    parser.add_argument("--vocoder", default="", help="a mel-vocoder for the encoded row (default: the first model's decoder, "
+                        "else Griffin-Lim)")
     parser.add_argument("--sets", nargs="+", type=Path, default=[Path("data/robust/string-plain-fluidr3")])
     parser.add_argument("--tracks", type=int, default=8, help="chorales per set (spread over the set)")
     parser.add_argument("--seconds", type=float, default=10.24)
@@ -147,6 +155,8 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--judge", default="", help="a 13-way chorale instrument classifier (configs/dismix/classifier_chorales.yaml): "
+                        "adds its accuracy on each part and computes the Fréchet distance on its embedding instead of MFCCs")
     parser.add_argument("--no-transcription", action="store_true", help="skip note F1 (basic-pitch not installed)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/specdiff.json"))
     args = parser.parse_args()
@@ -154,6 +164,25 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = Rows(args)
     rate = 16000
+    judge = None
+    if args.judge:
+        from stemkit.models import load_model
+
+        judge, _ = load_model(args.judge, task="classification")
+
+    def embed(audio: torch.Tensor) -> np.ndarray:
+        """Per-window embeddings of a mix: the judge's pooled trunk on 2-s windows, else 1-s MFCC statistics."""
+        if judge is None:
+            return mfcc_windows(audio, rate)
+        size = 2 * rate
+        windows = audio.reshape(-1)[: audio.numel() // size * size].reshape(-1, size)
+        with torch.no_grad():
+            return judge.embed(judge.log_mel(windows)).numpy()
+
+    def judged(audio: torch.Tensor, instrument: str) -> float:
+        with torch.no_grad():
+            logits = judge(judge.log_mel(audio.reshape(1, -1)))[1][0]
+        return float(judge.config.instruments[int(logits.argmax())] == instrument)
     transcribe = None if args.no_transcription else BasicPitchTranscriber()
     results: dict[str, dict] = {}
     for folder in args.sets:
@@ -167,28 +196,30 @@ def main() -> None:
             samples = int(round(track["seconds"] * rate))
             alternatives.append([{program: torch.from_numpy(renderer.render(p["notes"], program, samples))
                                   for program in PROGRAMS} for p in track["parts"]])
-        reference_embedding = np.concatenate([mfcc_windows(t["mix"], rate) for t in loaded])
+        reference_embedding = np.concatenate([embed(t["mix"]) for t in loaded])
         centre, spread = reference_embedding.mean(axis=0), reference_embedding.std(axis=0) + 1e-8
         standard = lambda e: (e - centre) / spread  # noqa: E731
         print(f"\n{folder}: {len(loaded)} chorales × {args.seconds:g} s", flush=True)
-        print("| row | log-mel L1 ↓ | MR-STFT ↓ | note F1 ↑ | FD ↓ | pitch ↑ (worst instrument) | instrument top-1 / pairwise ↑ | s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| row | log-mel L1 ↓ | MR-STFT ↓ | note F1 ↑ | FD ↓ | pitch ↑ (worst instrument) | instrument top-1 / pairwise ↑ | judge ↑ | s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         results[str(folder)] = {}
         for row in rows.names():
             start = time.perf_counter()
-            mix_scores, pitch, known, embeddings = [], [], [], []
+            mix_scores, pitch, known, embeddings, heard = [], [], [], [], []
             for track, others in zip(loaded, alternatives):
                 mix, parts = rows.render(row, track)
                 if mix is not None:
                     all_notes = sorted((n for p in track["parts"] for n in p["notes"]), key=lambda n: n.start)
                     mix_scores.append({"log_mel_l1": log_mel_l1(track["mix"], mix, rate), "mrstft": mrstft_distance(track["mix"], mix, rate),
                                        "note_f1": note_f1(all_notes, transcribe(mix, rate)) if transcribe else math.nan})
-                    embeddings.append(mfcc_windows(mix, rate))
+                    embeddings.append(embed(mix))
                 for part, audio, renderings in zip(track["parts"], parts, others):
                     if audio is None or not part["notes"]:
                         continue
                     pitch.append((part["instrument"], pitch_accuracy(audio, rate, part["notes"])))
                     known.append(recognised(audio, part, renderings, rate))
+                    if judge is not None:
+                        heard.append(judged(audio, part["instrument"]))
             spent = time.perf_counter() - start
             summary = {k: float(np.mean([s[k] for s in mix_scores])) if mix_scores else math.nan
                        for k in ("log_mel_l1", "mrstft", "note_f1")}
@@ -196,15 +227,16 @@ def main() -> None:
             by_instrument = {name: float(np.nanmean([a for n, a in pitch if n == name])) for name in sorted({n for n, _ in pitch})}
             summary.update(pitch=float(np.nanmean([a for _, a in pitch])) if pitch else math.nan, pitch_by_instrument=by_instrument,
                            instrument=float(np.mean([top for top, _ in known])) if known else math.nan,
-                           instrument_pairwise=float(np.mean([pair for _, pair in known])) if known else math.nan, seconds=spent)
+                           instrument_pairwise=float(np.mean([pair for _, pair in known])) if known else math.nan,
+                           judge=float(np.mean(heard)) if heard else math.nan, seconds=spent)
             results[str(folder)][row] = summary
             worst = min(by_instrument.values()) if by_instrument else math.nan
             print(f"| {row} | {summary['log_mel_l1']:.3f} | {summary['mrstft']:.3f} | {summary['note_f1']:.3f} | {summary['fd']:.1f} | "
-                  f"{summary['pitch']:.3f} ({worst:.3f}) | {summary['instrument']:.2f} / {summary['instrument_pairwise']:.2f} | {spent:.0f} |", flush=True)
+                  f"{summary['pitch']:.3f} ({worst:.3f}) | {summary['instrument']:.2f} / {summary['instrument_pairwise']:.2f} | {summary['judge']:.2f} | {spent:.0f} |", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(args.json) as tmp:
         tmp.write_text(json.dumps({"sets": [str(s) for s in args.sets], "tracks": args.tracks, "seconds": args.seconds,
-                                   "models": args.model, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
+                                   "models": args.model, "judge": args.judge or None, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
                                    "device": args.device, "threads": torch.get_num_threads(), "results": results}, indent=2) + "\n")
     print(f"wrote {args.json}")
 
