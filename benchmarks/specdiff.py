@@ -19,8 +19,8 @@ Part columns (each part rendered alone from its own MIDI track):
   of those other instruments it is nearer its own than to — pairwise (0.5 = chance); with ``--judge``, also
   the share of parts the 13-way classifier assigns to their own instrument.
 
-Rows: the reference itself (ceiling; FD 0 by definition), the reference mel through ``--vocoder``, else the
-first model's mel decoder, else Griffin-Lim ("encoded": the ceiling of anything generated in that mel), each ``--model``, a sine per
+Rows: the reference itself (ceiling; FD 0 by definition), the reference mel through Griffin-Lim, each
+``--vocoder`` and the first model's own vocoder ("encoded": the ceiling of anything generated in that mel), each ``--model``, a sine per
 part with a fixed envelope (floor), and ``--violin-model`` (the latent synthesizer) on violin parts only.
 
     python benchmarks/specdiff.py --model specdiff-chorales --sets data/robust/string-plain-fluidr3 \\
@@ -105,17 +105,19 @@ class Rows:
         self.models = [Synthesizer(name, device=args.device, steps=args.steps, sampler=args.sampler, cfg=args.cfg)
                        for name in args.model]
         self.violin = Synthesizer(args.violin_model, device=args.device) if args.violin_model else None
-        self.codec = next((s.model.codec for s in self.models if hasattr(s.model, "codec")), None)
-        self.decoder = f"{self.models[0].name}'s decoder" if self.codec is not None else None
-        if args.vocoder or self.codec is None:  # the spectrogram diffusion mel, through the named vocoder or Griffin-Lim
-            from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
+        from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
 
-            self.codec = MelCodec(MelCodecConfig(vocoder=args.vocoder or None))
-            self.decoder = Path(args.vocoder).stem if args.vocoder else "Griffin-Lim"
+        # the "encoded" rows: the reference mel through Griffin-Lim, each --vocoder and the first model's own decoder
+        self.decoders = {"Griffin-Lim": MelCodec(MelCodecConfig())}
+        label = lambda v: f"{Path(v).parents[1].name}/{Path(v).name}" if Path(v).suffix == ".ckpt" else Path(v).stem  # noqa: E731
+        self.decoders.update({label(v): MelCodec(MelCodecConfig(vocoder=v)) for v in args.vocoder})
+        own = next((s for s in self.models if hasattr(s.model, "codec")), None)
+        if own is not None and own.model.codec.config.vocoder:
+            self.decoders[f"{own.name}'s decoder"] = own.model.codec
         self.envelope = EnvelopeModel()
 
     def names(self) -> list[str]:
-        names = ["reference (ceiling)", f"reference mel → {self.decoder} (encoded)"]
+        names = ["reference (ceiling)"] + [f"reference mel → {label} (encoded)" for label in self.decoders]
         names += [s.name for s in self.models] + ["sine per part (floor)"]
         return names + ([f"{self.violin.name} (violin parts)"] if self.violin else [])
 
@@ -126,8 +128,9 @@ class Rows:
         if row.startswith("reference ("):
             return track["mix"], [p["audio"] for p in track["parts"]]
         if row.endswith("(encoded)"):
+            codec = self.decoders[row[len("reference mel → "):-len(" (encoded)")]]
             with torch.no_grad():
-                code = lambda audio: fit(self.codec.decode(self.codec.encode(audio[None, None]))[0])  # noqa: E731
+                code = lambda audio: fit(codec.decode(codec.encode(audio[None, None]))[0])  # noqa: E731
                 return code(track["mix"]), [code(p["audio"]) for p in track["parts"]]
         if row.startswith("sine"):
             parts = [fit(render_sine(p["notes"], seconds, rate, self.envelope)) for p in track["parts"]]
@@ -145,8 +148,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=["specdiff-chorales"], help="multi-instrument synthesizers to score")
     parser.add_argument("--violin-model", default="violin-ldm-chorales", help="the latent synthesizer ('' to skip)")
-    parser.add_argument("--vocoder", default="", help="a mel-vocoder for the encoded row (default: the first model's decoder, "
-                        "else Griffin-Lim)")
+    parser.add_argument("--vocoder", nargs="*", default=[], help="mel-vocoders for more encoded rows (Griffin-Lim's and "
+                        "the first model's own decoder are always there)")
     parser.add_argument("--sets", nargs="+", type=Path, default=[Path("data/robust/string-plain-fluidr3")])
     parser.add_argument("--tracks", type=int, default=8, help="chorales per set (spread over the set)")
     parser.add_argument("--seconds", type=float, default=10.24)
