@@ -11,6 +11,7 @@ time, so one design judges the chord set's 10-frame crops (Table 1) and chorale 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,7 +51,9 @@ class MelClassifier(nn.Module):
             layers += [nn.Conv1d(channels, config.channels, 3, padding=1), nn.GroupNorm(1, config.channels), nn.ReLU()]
             channels = config.channels
         self.trunk = nn.Sequential(*layers)
-        self.pitch_head = nn.Linear(2 * channels, config.num_pitches)
+        with warnings.catch_warnings():  # num_pitches 0 (no pitch head): torch warns that an empty weight has no init
+            warnings.simplefilter("ignore", UserWarning)
+            self.pitch_head = nn.Linear(2 * channels, config.num_pitches)
         self.instrument_head = nn.Linear(2 * channels, len(config.instruments))
 
     @property
