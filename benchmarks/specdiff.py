@@ -81,15 +81,10 @@ def midi_tracks(track: dict, parts: list[dict] | None = None) -> list[MidiTrack]
     return [MidiTrack(p["instrument"], p["program"], p["notes"]) for p in (parts or track["parts"])]
 
 
-def _gain_matched_distance(reference: torch.Tensor, estimate: torch.Tensor, rate: int) -> float:
-    scale = reference.pow(2).mean().sqrt() / estimate.pow(2).mean().sqrt().clamp_min(1e-8)
-    return log_mel_l1(reference, estimate * scale, rate)
-
-
 def recognised(estimate: torch.Tensor, part: dict, renderings: dict[int, torch.Tensor], rate: int) -> tuple[bool, float]:
     """Is the rendering nearest to its own instrument's rendering of the same notes among all the chorale programs
     (top-1), and the share of the other programs it is nearer to its own than to (pairwise)?"""
-    distances = {program: _gain_matched_distance(audio, estimate, rate) for program, audio in renderings.items()}
+    distances = {program: log_mel_l1(audio, estimate, rate, match_loudness=True) for program, audio in renderings.items()}
     own = distances[part["program"]]
     others = [d for program, d in distances.items() if program != part["program"]]
     return min(distances, key=distances.get) == part["program"], float(np.mean([own < d for d in others]))

@@ -113,6 +113,11 @@ def test_bad_swaps_are_one_line_and_write_nothing(cli, chorale_dir, tiny_model, 
     not_latents.write_bytes(b"garbage")
     result = cli("dismix", "decode", str(not_latents), "--out", str(tmp_path / "d"), *model, *SAMPLING)
     assert result.returncode != 0 and "not a latents file" in result.stderr and "Traceback" not in result.stderr
+    # a latents file whose parts do not agree (4 pitch latents, 3 timbres) is refused before any decoding
+    mismatched = tmp_path / "m.safetensors"
+    EncodedParts(torch.zeros(4, 64, 2), torch.zeros(3, 64), ["violin"] * 4, 1280, str(tiny_model)).save(mismatched)
+    result = cli("dismix", "decode", str(mismatched), "--out", str(tmp_path / "m"), *SAMPLING)
+    assert result.returncode != 0 and "must agree" in result.stderr and not (tmp_path / "m").exists()
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,9 @@ def test_log_mel_l1_matches_librosa_and_is_zero_on_identical():
     assert log_mel_l1(torch.from_numpy(ref)[None], torch.from_numpy(np.concatenate([est, est[:500]])), SR) == pytest.approx(expected, rel=1e-6)
     # Gain is not ignored: 6 dB too quiet costs about ln 2 where the spectrum is far above the floor.
     assert log_mel_l1(ref, 0.5 * ref, SR) == pytest.approx(math.log(2), rel=0.02)
+    # ... unless loudness is matched first: then only the spectrum's shape counts
+    assert log_mel_l1(ref, 0.5 * ref, SR, match_loudness=True) == pytest.approx(0.0, abs=1e-6)
+    assert log_mel_l1(ref, 3.0 * est, SR, match_loudness=True) == pytest.approx(log_mel_l1(ref, est * np.sqrt(np.mean(ref ** 2) / np.mean(est ** 2)), SR), rel=1e-6)
 
 
 def _numpy_mrstft(ref: np.ndarray, est: np.ndarray) -> float:

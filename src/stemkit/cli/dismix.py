@@ -28,10 +28,10 @@ INPUT_HELP = ("a chorale track folder (CocoChorales layout: each part's query is
               "excerpt) or a mixture file (then give one query clip per part)")
 
 
-def _add_sampling(p: argparse.ArgumentParser) -> None:
+def _add_sampling(p: argparse.ArgumentParser, model_help: str = f"(default: {DEFAULT_LDM})") -> None:
     from stemkit.cli.common import add_device
 
-    p.add_argument("--model", default=DEFAULT_LDM, help="a DisMix latent model (dismix-ldm family): name, .safetensors or .ckpt")
+    p.add_argument("--model", default=None, help=f"a DisMix latent model (dismix-ldm family): name, .safetensors or .ckpt {model_help}")
     p.add_argument("--steps", type=int, default=32, help="the decoder's sampling steps (EDM)")
     p.add_argument("--sampler", default="heun", help="heun, euler or dpmpp2m")
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise: the same seed gives the same audio")
@@ -82,8 +82,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
                        formatter_class=Formatter)
     p.add_argument("latents", type=Path, help="a .safetensors from stemkit dismix encode")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    _add_sampling(p)
-    p.set_defaults(model=None)
+    _add_sampling(p, "(default: the one named in the latents file)")
     add_quiet(p)
     p.set_defaults(func=_run_decode)
 
@@ -91,7 +90,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
 def _swapper(args: argparse.Namespace, model: str | None = None):
     from stemkit.disentanglement.swap import TimbreSwapper
 
-    return TimbreSwapper(model or args.model, device=args.device, steps=args.steps, sampler=args.sampler, progress=not args.quiet)
+    return TimbreSwapper(model or args.model or DEFAULT_LDM, device=args.device, steps=args.steps, sampler=args.sampler, progress=not args.quiet)
 
 
 def _run_swap(args: argparse.Namespace) -> int:

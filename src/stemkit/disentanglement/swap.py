@@ -77,8 +77,8 @@ class EncodedParts:
             raise StemkitError(f"{path} is not a latents file from stemkit dismix encode")
         nu, tau = tensors["nu"], tensors["tau"]
         instruments = json.loads(meta["instruments"])
-        if nu.ndim != 3 or tau.ndim != 2 or nu.shape[0] != tau.shape[0] != len(instruments) or not torch.isfinite(nu).all() \
-                or not torch.isfinite(tau).all():
+        agree = nu.ndim == 3 and tau.ndim == 2 and nu.shape[0] == tau.shape[0] == len(instruments) and nu.shape[1] == tau.shape[1]
+        if not agree or not torch.isfinite(nu).all() or not torch.isfinite(tau).all():
             raise StemkitError(f"{path}: nu [S, D, T'] and tau [S, D] must agree and be finite, got {tuple(nu.shape)} "
                                f"and {tuple(tau.shape)}")
         return cls(nu, tau, instruments, int(meta["samples"]), meta.get("model", ""))
@@ -88,6 +88,14 @@ def _instrument_of(path: Path) -> str:
     """``2_viola.wav`` → ``viola``; any other name → its stem."""
     match = re.fullmatch(r"\d+_(.+)", path.stem)
     return match.group(1) if match else path.stem
+
+
+def read_window(path: str | Path, rate: int, start: int, samples: int) -> torch.Tensor:
+    """``[1, ≤ samples]`` mono audio at ``rate`` from sample ``start`` (counted at ``rate``); only that window
+    is read when the file is already at ``rate``."""
+    if audio_info(path).sample_rate == rate:
+        return load_audio(path, start=start, frames=samples, mono=True)[0]
+    return load_audio(path, rate, mono=True)[0][..., start:start + samples]
 
 
 def _query_start(length: int, query: int, excerpt: tuple[int, int], hop: int) -> int:
@@ -152,21 +160,21 @@ class TimbreSwapper:
             if not is_track_dir(path):
                 raise StemkitError(f"{path} is not a chorale track folder (mix.wav and stems_audio/) nor a mixture file")
             track = read_track(path)
-            mix_path, stems = track.mix, track.stems
-            length = round(audio_info(mix_path).frames * rate / audio_info(mix_path).sample_rate)
+            info = audio_info(track.mix)
+            length = round(info.frames * rate / info.sample_rate)
             begin, end = self._excerpt(length, start, seconds, str(path))
             at = _query_start(length, query_span, (begin, end), hop)
-            query_audio = [load_audio(s, rate, mono=True)[0][..., at:at + query_span] for s in stems]
+            query_audio = [read_window(s, rate, at, query_span) for s in track.stems]
+            mix = read_window(track.mix, rate, begin, end - begin)
             names = list(track.instruments)
         else:
             if not queries:
                 raise StemkitError(f"{path} is a mixture file: give one --queries clip per part (or pass a chorale folder)")
-            mix_path = path
             full = load_audio(path, rate, mono=True)[0]
             begin, end = self._excerpt(full.shape[-1], start, seconds, str(path))
-            query_audio = [load_audio(q, rate, mono=True)[0][..., :query_span] for q in queries]
+            mix = full[..., begin:end]
+            query_audio = [read_window(q, rate, 0, query_span) for q in queries]
             names = [_instrument_of(Path(q)) for q in queries]
-        mix = load_audio(mix_path, rate, mono=True)[0][..., begin:end]
         query_audio = [torch.nn.functional.pad(q, (0, query_span - q.shape[-1])) for q in query_audio]
         return PartsInput(mix, torch.stack(query_audio), names, str(path))
 

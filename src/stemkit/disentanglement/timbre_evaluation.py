@@ -32,7 +32,7 @@ import torch
 from stemkit.data.ensembles import INSTRUMENTS
 from stemkit.data.layout import list_tracks
 from stemkit.disentanglement.classifier import MelClassifier
-from stemkit.disentanglement.swap import TimbreSwapper
+from stemkit.disentanglement.swap import TimbreSwapper, read_window
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import Note, read_midi_tracks
 
@@ -44,13 +44,6 @@ def excerpt_notes(midi: Path, start: float, seconds: float) -> list[Note]:
             for n in notes if n.end > start and n.start < start + seconds - 0.02]
 
 
-def _distance(reference: torch.Tensor, estimate: torch.Tensor, rate: int) -> float:
-    from stemkit.metrics.synthesis import log_mel_l1
-
-    scale = reference.pow(2).mean().sqrt() / estimate.pow(2).mean().sqrt().clamp_min(1e-8)
-    return log_mel_l1(reference, estimate * scale, rate)
-
-
 def evaluate_timbre_swaps(swapper: TimbreSwapper, classifier: MelClassifier, dataset: str | Path, limit: int | None = None,
                           start: float = 0.0, seconds: float = 4.0, seed: int = 0, progress: bool = True) -> dict:
     """Table 3's row for ``swapper``'s model on the chorale set ``dataset`` (see the module docstring)."""
@@ -58,7 +51,7 @@ def evaluate_timbre_swaps(swapper: TimbreSwapper, classifier: MelClassifier, dat
 
     from stemkit.data.render import FluidSynthRenderer
     from stemkit.metrics.frechet import frechet_distance
-    from stemkit.metrics.synthesis import pitch_accuracy
+    from stemkit.metrics.synthesis import log_mel_l1, pitch_accuracy
 
     rate = swapper.sample_rate
     if classifier.sample_rate != rate:
@@ -104,7 +97,8 @@ def evaluate_timbre_swaps(swapper: TimbreSwapper, classifier: MelClassifier, dat
             if soundfont and Path(soundfont).is_file():
                 renderer = renderers.setdefault(soundfont, FluidSynthRenderer(soundfont, rate))
                 truth = torch.from_numpy(renderer.render(notes, INSTRUMENTS[b.instruments[part]].program, samples))
-                to_truth, to_original = _distance(truth, audio, rate), _distance(original, audio, rate)
+                to_truth = log_mel_l1(truth, audio, rate, match_loudness=True)
+                to_original = log_mel_l1(original, audio, rate, match_loudness=True)
                 row.update(to_truth=to_truth, to_original=to_original)
                 pairs[f"{a.instruments[part]}→{b.instruments[part]}"].append((to_truth, to_original))
             rows.append(row)
@@ -131,11 +125,8 @@ def evaluate_timbre_swaps(swapper: TimbreSwapper, classifier: MelClassifier, dat
 
 
 def _stem_excerpt(stem: Path, start: float, samples: int, rate: int) -> torch.Tensor:
-    from stemkit.audio.io import load_audio
-
-    audio = load_audio(stem, rate, mono=True)[0][0]
-    begin = int(round(start * rate))
-    piece = audio[begin:begin + samples]
+    """``samples`` of a stem from ``start`` seconds (zero-padded past its end), mono ``[samples]``."""
+    piece = read_window(stem, rate, int(round(start * rate)), samples)[0]
     return torch.nn.functional.pad(piece, (0, samples - piece.shape[-1]))
 
 

@@ -75,6 +75,7 @@ def log_mel_l1(
     n_fft: int = 1024,
     hop_length: int = 256,
     n_mels: int = 80,
+    match_loudness: bool = False,
 ) -> float:
     """Mean ``|log(mel_ref + 1e-5) − log(mel_est + 1e-5)|`` over bins and frames (lower is better).
 
@@ -82,13 +83,16 @@ def log_mel_l1(
     (Hann, centred, reflect padding), natural log, over the common length. It is *not* gain
     invariant: where the mel energy is well above the floor a gain ``g`` shifts every bin by
     ``|ln g|``, so an estimate 6 dB too quiet costs about 0.69 on its own. Normalise loudness first
-    if only timbre should count; keep it if level is part of what the synthesizer must get right.
+    if only timbre should count (``match_loudness=True`` scales the estimate to the reference's RMS
+    first); keep it if level is part of what the synthesizer must get right.
 
     The floor of 1e-5 (about −100 dB) also makes near-empty bins count as much as loud ones: a faint
     noise floor the reference lacks is expensive. A clean harmonic tone plus white noise 30 dB down
     scores about 2.4 against the clean tone, close to the same tone at the wrong pitches (about 2.6).
     """
     ref, est = _common(reference, estimate)
+    if match_loudness:
+        est = est * (ref.pow(2).mean().sqrt() / est.pow(2).mean().sqrt().clamp_min(1e-8))
     mels = mel_spectrogram(torch.stack([ref, est]), sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=1.0)
     logs = torch.log(mels + LOG_MEL_EPS)
     return float((logs[0] - logs[1]).abs().mean())
