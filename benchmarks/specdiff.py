@@ -15,7 +15,7 @@ Part columns (each part rendered alone from its own MIDI track):
 - **pitch**: pYIN's frame pitch accuracy against the part's notes (the target is ≥ 0.8 per part);
 - **instrument**: share of parts whose rendering is nearer (log-mel L1 after matching loudness) to
   FluidSynth's rendering of the same notes by the part's own instrument than by any of the other
-  chorale instruments (12 distinct General MIDI programs, the set's soundfont) — top-1 — and the share
+  chorale instruments (12 distinct General MIDI programs, the part's own soundfont) — top-1 — and the share
   of those other instruments it is nearer its own than to — pairwise (0.5 = chance); with ``--judge``, also
   the share of parts the 13-way classifier assigns to their own instrument.
 
@@ -62,19 +62,19 @@ def _audio(path: Path, samples: int) -> torch.Tensor:
 
 
 def load_track(folder: Path, seconds: float, rate: int) -> dict:
-    """A chorale's mix and parts, cut to ``seconds``: audio, notes, program and the soundfont it was rendered with."""
+    """A chorale's mix and parts, cut to ``seconds``: audio, notes, program and the soundfont each part was rendered with."""
     import yaml
 
     meta = yaml.safe_load((folder / "metadata.yaml").read_text())
     samples = int(round(seconds * rate))
     parts = []
+    fonts = meta.get("stem_soundfont") or [meta["soundfont"]] * len(meta["instrument_name"])  # several fonts: one per part
     for index, (name, program) in enumerate(zip(meta["instrument_name"], meta["midi_program_number"])):
         tracks, _ = read_midi(folder / "stems_MIDI" / f"{index}_{name}.mid")
         notes = _cut(sorted((n for t in tracks for n in t.notes), key=lambda n: n.start), seconds)
-        parts.append({"instrument": name, "program": int(program), "notes": notes,
+        parts.append({"instrument": name, "program": int(program), "notes": notes, "soundfont": fonts[index],
                       "audio": _audio(folder / "stems_audio" / f"{index}_{name}.wav", samples)})
-    return {"name": folder.name, "seconds": seconds, "rate": rate, "soundfont": meta["soundfont"],
-            "mix": _audio(folder / "mix.wav", samples), "parts": parts}
+    return {"name": folder.name, "seconds": seconds, "rate": rate, "mix": _audio(folder / "mix.wav", samples), "parts": parts}
 
 
 def midi_tracks(track: dict, parts: list[dict] | None = None) -> list[MidiTrack]:
@@ -189,11 +189,16 @@ def main() -> None:
         loaded = [load_track(t, args.seconds, rate) for t in tracks]
         renderers: dict[str, FluidSynthRenderer] = {}
         alternatives = []  # per track, per part: {program: FluidSynth rendering of the part's notes}
+
+        def renderings(part: dict, samples: int) -> dict[int, torch.Tensor]:
+            """The part's notes played by every chorale program, with the soundfont the part was rendered with."""
+            if part["soundfont"] not in renderers:
+                renderers[part["soundfont"]] = FluidSynthRenderer(part["soundfont"], rate)
+            renderer = renderers[part["soundfont"]]
+            return {program: torch.from_numpy(renderer.render(part["notes"], program, samples)) for program in PROGRAMS}
+
         for track in loaded:
-            renderer = renderers.setdefault(track["soundfont"], FluidSynthRenderer(track["soundfont"], rate))
-            samples = int(round(track["seconds"] * rate))
-            alternatives.append([{program: torch.from_numpy(renderer.render(p["notes"], program, samples))
-                                  for program in PROGRAMS} for p in track["parts"]])
+            alternatives.append([renderings(p, int(round(track["seconds"] * rate))) for p in track["parts"]])
         reference_embedding = np.concatenate([embed(t["mix"]) for t in loaded])
         centre, spread = reference_embedding.mean(axis=0), reference_embedding.std(axis=0) + 1e-8
         standard = lambda e: (e - centre) / spread  # noqa: E731

@@ -42,6 +42,25 @@ def test_styles_draw_their_ranges_and_the_recital_lies_outside_training():
     assert varied.legato[1] < recital.legato[1] and varied.hall == 0 and recital.hall == 1
 
 
+def test_studio_plays_like_varied_and_records_only_what_the_midi_says():
+    """A synthesizer's training style: varied's playing, and nothing its notes cannot tell (no detuning,
+    balance, synth effects, room, EQ or hall), so a part's audio is its MIDI's rendering."""
+    voices = _voices()
+    studio, varied = STYLES["studio"], STYLES["varied"]
+    for factor in ("tempo", "rubato", "velocity", "velocity_spread", "hairpin", "accents", "legato", "timing"):
+        assert getattr(studio, factor) == getattr(varied, factor), factor
+    legatos = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        styled = perform_styled(voices, rng, studio)
+        legatos.append(styled.factors["legato"])
+        assert styled.factors["detune_cents"] == [0.0] * len(voices)
+        assert draw_rendering(studio, rng, len(voices), 16000) == {"balance_db": [0.0] * len(voices)}
+    assert min(legatos) < 0.7 and max(legatos) > 0.95  # the playing still varies from staccato to legato
+    dry = apply_recording([np.ones(100, dtype=np.float32)], {"balance_db": [0.0]}, 16000)
+    np.testing.assert_array_equal(dry[0], np.ones(100, dtype=np.float32))
+
+
 def test_overlapping_legato_makes_notes_of_a_voice_overlap():
     voice = [[ScoreNote(float(q), 1.0, 60 + q % 5, False) for q in range(8)]]
     styled = perform_styled(voice, np.random.default_rng(0), get_style("recital"))

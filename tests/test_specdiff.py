@@ -130,3 +130,22 @@ def test_stemkit_synth_renders_a_multitrack_midi_with_drums_through_a_tiny_train
                  "--steps", "2", "--quiet", check=True)
     info = audio_info(out)
     assert info.sample_rate == 16000 and abs(info.frames - 1.5 * 16000) <= 16, result.stdout
+
+
+def test_a_run_starts_from_an_exported_model_of_the_same_config_and_refuses_another(tmp_path):
+    """init_from: a training run continues from a shipped/exported model (live weights and EMA), so training
+    carries over between machines; a model of another size is one line of error, not a partial load."""
+    from stemkit.models import save_model
+    from stemkit.training.specdiff import SpecDiffSystem
+
+    donor = _model()
+    path = save_model(donor, tmp_path / "donor")
+    config = {"tokens": TOKENS, "network": NETWORK, "mel": {"griffin_lim_iters": 2}}
+    system = SpecDiffSystem(net=config, init_from=str(path))
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(system.model.state_dict()[name], value, rtol=0, atol=0)
+    for name, value in donor.denoiser.state_dict().items():
+        torch.testing.assert_close(system.ema.state_dict()[name], value, rtol=0, atol=0)
+    assert system.hparams["init_from"] == str(path)
+    with pytest.raises(StemkitError, match="config differs in network"):
+        SpecDiffSystem(net=dict(config, network=dict(NETWORK, width=16)), init_from=str(path))

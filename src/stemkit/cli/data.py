@@ -46,7 +46,8 @@ def _add_chorales(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--performance", default="plain",
                    help="how the chorales are played and recorded: plain (the original generator), varied (the training "
                         "distribution: tempo, rubato, dynamics, articulation, tuning, balance, reverb/chorus, rooms, EQ "
-                        "drawn per track) or recital (a held-out setting for robustness tests: slow, rubato, legato, in a "
+                        "drawn per track), studio (varied's playing recorded dry, for MIDI synthesizers: everything it varies is in the "
+                        "MIDI) or recital (a held-out setting for robustness tests: slow, rubato, legato, in a "
                         "hall); every drawn value is recorded in metadata.yaml")
     p.add_argument("--seed", type=int, default=0, help="seed of the performance variation (tempo, dynamics, timing)")
     p.add_argument("--renditions", type=int, default=1, help="performances per chorale (more data from the same scores)")

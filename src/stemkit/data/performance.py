@@ -14,6 +14,10 @@ Styles:
 - ``plain``: the original generator (fixed ranges, no effects), kept so existing datasets and the
   demo reproduce byte for byte; drawn by :func:`stemkit.data.chorales.perform`.
 - ``varied``: the training distribution — wide ranges for everything, effects on at random.
+- ``studio``: ``varied``'s playing (tempo, rubato, dynamics, accents, articulation, timing) recorded
+  dry: no detuning, balance, reverb, chorus, room or EQ. Why: every factor it varies is written in the
+  MIDI, so it is what a MIDI → audio synthesizer learns from — a model cannot know a room or a detune
+  its notes do not say, and would learn them as noise.
 - ``recital``: a held-out setting for robustness tests, never for training: slow, strongly rubato,
   overlapping legato with deep hairpins, in an algorithmic hall (pedalboard's reverb, an engine the
   training styles never use). A model that only learned ``varied``'s ranges meets it here.
@@ -64,6 +68,9 @@ STYLES: dict[str, PerformanceStyle] = {
         "varied", tempo=(50.0, 112.0), rubato=(0.0, 0.12), velocity=(40.0, 112.0), velocity_spread=(2.0, 12.0),
         hairpin=(0.0, 25.0), accents=(0.0, 0.15), legato=(0.45, 1.06), timing=(0.0, 0.025), detune_cents=12.0,
         balance_db=6.0, reverb=0.5, chorus=0.3, room=0.5, eq=0.7),
+    "studio": PerformanceStyle(
+        "studio", tempo=(50.0, 112.0), rubato=(0.0, 0.12), velocity=(40.0, 112.0), velocity_spread=(2.0, 12.0),
+        hairpin=(0.0, 25.0), accents=(0.0, 0.15), legato=(0.45, 1.06), timing=(0.0, 0.025)),
     "recital": PerformanceStyle(
         "recital", tempo=(46.0, 60.0), rubato=(0.14, 0.2), velocity=(50.0, 100.0), velocity_spread=(6.0, 10.0),
         hairpin=(25.0, 35.0), accents=(0.0, 0.05), legato=(1.02, 1.12), legato_spread=0.03, timing=(0.01, 0.02),

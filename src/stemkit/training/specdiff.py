@@ -25,20 +25,24 @@ class SpecDiffSystem(StemkitSystem):
         net: the model config (mel settings, token vocabulary, backbone, EDM).
         lr, warmup_steps, decay_steps, min_lr_ratio: Adam and its warm-up + cosine schedule.
         ema_decay: decay of the exponential moving average of the denoiser's weights.
+        init_from: start from this model's weights (a shipped name such as ``specdiff-chorales``, an export
+            or a ``.ckpt``; the same config), e.g. to continue training in another session.
     """
 
     family = "specdiff"
 
     def __init__(self, net: SpecDiffConfig, lr: float = 1e-4, warmup_steps: int = 1000, decay_steps: int = 0,
-                 min_lr_ratio: float = 0.1, ema_decay: float = 0.999) -> None:
+                 min_lr_ratio: float = 0.1, ema_decay: float = 0.999, init_from: str | None = None) -> None:
         super().__init__()
         if isinstance(net, dict):
             net = SpecDiffConfig(**net)
         self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "lr": lr, "warmup_steps": warmup_steps,
-                                   "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio, "ema_decay": ema_decay})
+                                   "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio, "ema_decay": ema_decay, "init_from": init_from})
         self.config = net
         self.model = SpecDiff(net)
         self.ema = copy.deepcopy(self.model.denoiser).requires_grad_(False)
+        if init_from:
+            self.start_from(init_from)
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

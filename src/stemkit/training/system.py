@@ -42,6 +42,28 @@ class StemkitSystem(L.LightningModule):
         optimizer = torch.optim.Adam(parameters, lr=hp.lr)
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, hp.warmup_steps, hp.decay_steps, hp.min_lr_ratio)}
 
+    def start_from(self, source: str) -> None:
+        """Warm start: this system's model (and its EMA, where kept) takes the weights of ``source`` — a
+        shipped name, an export or a ``.ckpt`` of the same family and the same config.
+
+        Why: a run's checkpoints (optimizer state included) stay on the machine that made them, while an
+        exported model travels, so a training run continues on another machine or in another session from
+        the model it shipped (the optimizer and schedule start afresh). Another architecture is one line
+        of error, not a silent partial load."""
+        from stemkit.errors import StemkitError
+        from stemkit.models import load_model
+
+        donor, _ = load_model(source, family=self.hparams["family"])
+        mine, theirs = self.model.config.to_dict(), donor.config.to_dict()
+        if mine != theirs:
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise StemkitError(f"init_from {source}: its config differs in {', '.join(changed)}")
+        self.model.load_state_dict(donor.state_dict())
+        ema_of = get_family(self.hparams["family"]).ema_of
+        ema = getattr(self, "ema", None)
+        if ema_of and ema is not None:
+            ema.load_state_dict(getattr(donor, ema_of).state_dict())
+
     def update_ema(self, averaged: nn.Module, live: nn.Module) -> None:
         """One step of the exponential moving average of ``live``'s weights kept in ``averaged``, with the
         warm-up ``min(ema_decay, (1 + step) / (10 + step))`` so early weights do not linger (the systems
