@@ -149,3 +149,41 @@ def test_a_run_starts_from_an_exported_model_of_the_same_config_and_refuses_anot
     assert system.hparams["init_from"] == str(path)
     with pytest.raises(StemkitError, match="config differs in network"):
         SpecDiffSystem(net=dict(config, network=dict(NETWORK, width=16)), init_from=str(path))
+
+
+def test_token_times_put_each_note_token_at_its_frame():
+    """token_times: a TIME token and everything after it (up to the next TIME) sit at that time's frame; the tie
+    section, before any TIME, at frame 0; the violin's G4 starting at 0.1 s at frame 5 (50 frames/s)."""
+    model = _model(token_times=True)
+    vocab = model.config.vocabulary()
+    segment = encode_piece(PIECE, vocab).segments[0]
+    ids, _ = pad_tokens([segment])
+    frames = model.token_frames(ids)[0].tolist()
+    assert frames == sorted(frames) and frames[0] == 0
+    is_time = [vocab.time_base <= t < vocab.time_base + vocab.max_time_steps for t in segment]
+    for i, token in enumerate(segment):
+        if is_time[i]:
+            assert frames[i] == (token - vocab.time_base + 1) * model.config.segment_frames // vocab.segment_steps
+        elif not any(is_time[:i]):
+            assert frames[i] == 0
+    g4 = [frames[i] for i, t in enumerate(segment) if t == vocab.pitch(67)]
+    assert g4 and g4[0] == 5
+
+
+def test_token_times_change_the_denoiser_only_where_the_notes_are_not_null(one_thread):
+    from stemkit.diffusion.conditions import NULL, times_key
+
+    model = _model(token_times=True, context=False)
+    ids, mask = pad_tokens([encode_piece(PIECE, model.config.vocabulary()).segments[0]] * 2)
+    x, sigma = torch.randn(2, 128, 32, generator=torch.Generator().manual_seed(0)), torch.full((2,), 1.0)
+    timed = model.conditions(ids, mask, None)
+    untimed = {k: v for k, v in timed.items() if k != times_key(NOTES)}
+    with torch.no_grad():
+        assert not torch.allclose(model.denoiser(x, sigma, timed), model.denoiser(x, sigma, untimed))
+        null = torch.tensor([True, False])
+        a = model.denoiser(x, sigma, dict(timed, **{NULL: null}))
+        b = model.denoiser(x, sigma, dict(untimed, **{NULL: null}))
+    torch.testing.assert_close(a[0], b[0])  # a null item reads no time code (guidance's branch stays unconditioned)
+    assert not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="must be \\[B, L\\]"):
+        model.denoiser(x, sigma, dict(timed, **{times_key(NOTES): timed[times_key(NOTES)][:, :3]}))

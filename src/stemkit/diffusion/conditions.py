@@ -42,6 +42,12 @@ def mask_key(name: str) -> str:
     return f"{name}_mask"
 
 
+def times_key(name: str) -> str:
+    """The key of a token condition's times (``[B, L]`` int: the decoder frame each token happens at), for
+    backbones that can place tokens in time (``t5film``)."""
+    return f"{name}_times"
+
+
 def null_mask(cond: Conditions | None, name: str, batch: int, device: torch.device) -> Tensor:
     """``[B]`` bool: where condition ``name`` must be its null — asked for by :data:`NULL` or
     ``"null:<name>"``, or everywhere when the condition is absent from ``cond``."""
@@ -218,5 +224,6 @@ __all__ = [
     "condition_specs",
     "mask_key",
     "null_mask",
+    "times_key",
     "with_null",
 ]

@@ -10,7 +10,9 @@ generated in order, each conditioned on the previous generated one, and the mel 
 (a trained vocoder when named, else Griffin-Lim) turns the joined mel into audio.
 
 Conditions are dropped for 10 % of training items so classifier-free guidance works; ``context: false``
-is the paper's "without context" row.
+is the paper's "without context" row. ``token_times: true`` (ours, not the paper's) also tells the note
+encoder at which frame each token happens, so the decoder finds a frame's notes without first learning
+what a time token means.
 
 ``objective: autoregressive`` is the paper's autoregressive baseline with the same network: the decoder's
 self-attention is causal, its input is the segment's mel shifted one frame right (silence first), and it
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 
 from stemkit.diffusion.backbones import backbone_config, build_backbone
-from stemkit.diffusion.conditions import mask_key
+from stemkit.diffusion.conditions import mask_key, times_key
 from stemkit.diffusion.edm import EDMConfig, EDMDenoiser
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import MidiTrack
@@ -47,6 +49,9 @@ class SpecDiffConfig:
     mel: dict = field(default_factory=dict)  #: :class:`MelCodecConfig` fields (``vocoder`` names the mel → audio model)
     tokens: dict = field(default_factory=dict)  #: :class:`NoteVocabulary` fields (10 ms grid, 5.12-s segments, ≤ 2048 tokens)
     context: bool = True  #: condition each segment on the previous one's mel
+    #: place each note token at its frame (the decoder's position code at the token's time; not in the paper,
+    #: which leaves the model to learn what a time token means): see :mod:`stemkit.diffusion.backbones.t5film`
+    token_times: bool = False
     backbone: str = "t5film"
     network: dict = field(default_factory=lambda: {"width": 256, "encoder_layers": 2, "decoder_layers": 2, "heads": 4,
                                                    "mlp_dim": 512, "embedding_dim": 256})
@@ -116,10 +121,21 @@ class SpecDiff(nn.Module):
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
+    def token_frames(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` ids → the segment frame each token happens at: the last TIME token's step at or before it
+        (0 for the tie section, before any TIME), on the mel's frame grid."""
+        vocab = self.config.vocabulary()
+        is_time = (tokens >= vocab.time_base) & (tokens < vocab.time_base + vocab.max_time_steps)
+        steps = torch.where(is_time, tokens - vocab.time_base + 1, torch.zeros_like(tokens)).cummax(dim=1).values
+        return torch.div(steps * self.config.segment_frames, vocab.segment_steps, rounding_mode="floor")
+
     def conditions(self, tokens: torch.Tensor, token_mask: torch.Tensor, previous: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """The denoiser's conditions for a batch of segments: note ids ``[B, L]`` with their mask, and the previous
-        segment's mel ``[B, n_mels, F]`` (None: the first segment, which reads the context's null)."""
+        """The denoiser's conditions for a batch of segments: note ids ``[B, L]`` with their mask (and their frames,
+        with ``token_times``), and the previous segment's mel ``[B, n_mels, F]`` (None: the first segment, which
+        reads the context's null)."""
         cond = {NOTES: tokens, mask_key(NOTES): token_mask}
+        if self.config.token_times:
+            cond[times_key(NOTES)] = self.token_frames(tokens)
         if self.config.context:
             if previous is None:
                 cond["null:" + CONTEXT] = torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)

@@ -23,6 +23,13 @@ What this module does, and why:
   ``positions: learned``. ``max_frames`` / ``max_tokens`` bound the tables; longer inputs are an
   error. (T5's relative position buckets are not used: segments have a fixed length here, as in the
   paper, so absolute positions lose nothing and keep the attention a plain fused kernel.)
+- Token times (not in the paper): a token condition given with ``<name>_times`` (``[B, L]`` int, the
+  decoder frame each token happens at; :func:`~stemkit.diffusion.conditions.times_key`) also adds the
+  *decoder's* frame position at that time to each token. Why: the paper's encoder learns what a
+  time-shift token means from data alone, and a decoder frame must then learn to find the notes at its
+  time by attention — at a CPU's budget of steps the model learned neither (it rendered the same mel
+  whatever the notes; BENCHMARKS.md). With the same position code on both sides, "the notes at my
+  time" is a dot product from the first step. Null items (guidance) get no time code.
 - Mask convention: condition masks are **True = a real token** (``<name>_mask``), and that is the
   convention of a boolean ``attn_mask`` in :func:`torch.nn.functional.scaled_dot_product_attention`
   (True = may attend), so masks are passed unchanged — never inverted, as ``nn.MultiheadAttention``'s
@@ -54,7 +61,8 @@ from torch.nn import functional as F
 from stemkit.diffusion.backbones.dit import sinusoidal_positions
 from stemkit.diffusion.backbones.registry import register_backbone
 from stemkit.diffusion.backbones.unet1d import sinusoidal_embedding
-from stemkit.diffusion.conditions import ConditionSpec, Conditions, TokenCondition, VectorCondition, condition_specs
+from stemkit.diffusion.conditions import (ConditionSpec, Conditions, TokenCondition, VectorCondition, condition_specs, null_mask,
+                                         times_key)
 
 POSITIONS = ("sinusoidal", "learned")
 
@@ -222,6 +230,10 @@ class Positions(nn.Module):
             raise ValueError(f"t5film: {length} {self.what}, more than the {self.max_length} the model was built for")
         return self.table[:length]
 
+    def at(self, index: Tensor) -> Tensor:
+        """The positions of ``index`` (any shape of ints, clamped to the table) as ``[*index.shape, width]``."""
+        return self.table[index.long().clamp(0, self.max_length - 1)]
+
 
 class TokenEncoder(nn.Module):
     """A T5 encoder over one ``tokens`` condition: ``(encoded [B, L, width], keep [B, L])``."""
@@ -235,9 +247,19 @@ class TokenEncoder(nn.Module):
                                     for _ in range(config.encoder_layers))
         self.norm = RMSNorm(config.width)
 
-    def forward(self, cond: Conditions | None, batch: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, cond: Conditions | None, batch: int, like: Tensor, frames: Positions) -> tuple[Tensor, Tensor]:
+        """``frames``: the decoder's frame positions, added at each token's time when ``<name>_times`` is given."""
         tokens, keep = self.condition(cond, batch, like)
-        h = self.drop(tokens + self.positions(tokens.shape[1]).to(tokens.dtype))
+        h = tokens + self.positions(tokens.shape[1]).to(tokens.dtype)
+        name = self.condition.spec.name
+        times = cond.get(times_key(name)) if cond is not None and name in cond else None
+        if times is not None:
+            if times.shape != tokens.shape[:2]:
+                raise ValueError(f"condition {times_key(name)!r} must be [B, L] like its tokens {tuple(tokens.shape[:2])}, "
+                                 f"got {tuple(times.shape)}")
+            dropped = null_mask(cond, name, batch, like.device)[:, None, None]
+            h = h + torch.where(dropped, 0.0, frames.at(times.to(like.device)).to(tokens.dtype))
+        h = self.drop(h)
         for layer in self.layers:
             h = layer(h, keep)
         return self.drop(self.norm(h)), keep
@@ -281,7 +303,7 @@ class T5FiLM(nn.Module):
 
         memory = keep = None
         if self.encoders:
-            encoded = [encoder(cond, batch, x) for encoder in self.encoders]
+            encoded = [encoder(cond, batch, x, self.positions) for encoder in self.encoders]
             memory = torch.cat([e for e, _ in encoded], dim=1)  # concat_encodings: one sequence, masks alike
             keep = torch.cat([k for _, k in encoded], dim=1)
 
