@@ -39,16 +39,40 @@ def test_shipped_models_give_the_outputs_recorded_before_the_registry_sample_for
 
     ref = np.load(GOLDEN)
     mix = torch.from_numpy(ref["mix"])
-    remix = Separator("lasaft-chorales-string-remix", device="cpu")
+    remix = Separator("lasaft-chorales-string-remix", device="cpu", precision="32")  # recorded in float32
     got = {f"sep_remix_{k}": v for k, v in remix.separate(mix, 16000).items()}
     got.update({f"prog_remix_{k}": v for k, v in ProgressiveSeparator(remix, 2, "linear", "add-to-mixture", False).separate(mix, 16000).items()})
-    got.update({f"sep_plain_{k}": v for k, v in Separator("lasaft-chorales-string", device="cpu").separate(mix, 16000, ["alto"]).items()})
+    got.update({f"sep_plain_{k}": v for k, v in Separator("lasaft-chorales-string", device="cpu", precision="32").separate(mix, 16000, ["alto"]).items()})
     notes = [Note(pitch=67, start=0.05, end=0.4, velocity=90), Note(pitch=71, start=0.4, end=0.8, velocity=70)]
     for cfg in (1.0, 2.0):
         got[f"synth_cfg{cfg:g}"] = Synthesizer("violin-ldm-chorales", device="cpu", steps=4, cfg=cfg).render_lines([notes], 0.9, seed=3)
     assert set(got) == set(ref.files) - {"mix"}
     for key, value in got.items():
         np.testing.assert_allclose(value.numpy(), ref[key], rtol=0, atol=1e-4, err_msg=key)
+
+
+def test_bfloat16_separation_agrees_with_float32_and_auto_takes_it_only_where_the_cpu_computes_it():
+    """precision: the default (auto) runs the network in bfloat16 on a CPU with AMX / AVX-512 BF16. The stems
+    must stay float32 and agree with the float32 ones far above what a metric resolves (measured ~48-50 dB)."""
+    torch.set_num_threads(2)
+    from stemkit.errors import StemkitError
+    from stemkit.precision import cpu_has_native_bf16, resolve_precision
+    from stemkit.separation.separator import Separator
+
+    mix = torch.from_numpy(np.load(GOLDEN)["mix"])
+    full = Separator("lasaft-chorales-string-remix", device="cpu", precision="32").separate(mix, 16000)
+    half = Separator("lasaft-chorales-string-remix", device="cpu", precision="bf16").separate(mix, 16000)
+    for target, reference in full.items():
+        estimate = half[target]
+        assert estimate.dtype == torch.float32 and estimate.shape == reference.shape
+        snr = 10 * torch.log10(reference.pow(2).sum() / (reference - estimate).pow(2).sum())
+        assert 35.0 < snr < 120.0, (target, float(snr))  # close, and really computed in another format
+    auto = Separator("lasaft-chorales-string-remix", device="cpu")
+    assert auto.compute_dtype == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    assert resolve_precision("32", "cpu") is None and resolve_precision("bf16", "cpu") == torch.bfloat16
+    assert resolve_precision("auto", "cuda") is None  # not measured on GPUs yet: float32 unless asked
+    with pytest.raises(StemkitError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", "cpu")
 
 
 @pytest.mark.parametrize("name", SHIPPED)

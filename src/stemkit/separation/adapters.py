@@ -54,8 +54,9 @@ class ModuleSeparator(WindowedSeparator):
         overlap: float = 0.25,
         batch_size: int = 4,
         progress: bool = False,
+        precision: str = "auto",
     ) -> None:
-        self._set_options(device, segment, overlap, batch_size, progress)
+        self._set_options(device, segment, overlap, batch_size, progress, precision)
         self.module = module.to(self.device).eval()
         self.name = name
         self._targets = list(targets)

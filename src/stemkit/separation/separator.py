@@ -17,6 +17,7 @@ from stemkit.audio.io import check_finite
 from stemkit.audio.resample import resample
 from stemkit.errors import StemkitError
 from stemkit.jobs import pick_device
+from stemkit.precision import autocast, resolve_precision
 from stemkit.separation.base import FileSeparator
 from stemkit.models import load_model
 from stemkit.separation.lasaft import LaSAFT
@@ -90,7 +91,8 @@ class WindowedSeparator(FileSeparator):
     batch_size: int = 4
     progress: bool = False
 
-    def _set_options(self, device: str | torch.device, segment: float | None, overlap: float, batch_size: int, progress: bool) -> None:
+    def _set_options(self, device: str | torch.device, segment: float | None, overlap: float, batch_size: int, progress: bool,
+                     precision: str = "auto") -> None:
         if not 0.0 <= overlap < 1.0:
             raise StemkitError(f"overlap must be in [0, 1), got {overlap}")
         if batch_size < 1:
@@ -98,6 +100,7 @@ class WindowedSeparator(FileSeparator):
         if segment is not None and not segment >= MIN_SEGMENT_SECONDS:
             raise StemkitError(f"--segment must be at least {MIN_SEGMENT_SECONDS} s, got {segment}")
         self.device = pick_device(device)
+        self.compute_dtype = resolve_precision(precision, self.device)  # None: float32 (:mod:`stemkit.precision`)
         self.overlap, self.batch_size, self.progress = overlap, batch_size, progress
         self.segment_seconds = segment
 
@@ -148,7 +151,12 @@ class WindowedSeparator(FileSeparator):
             audio = resample(audio, sample_rate, self.sample_rate)
         conditions = [condition for _, condition in requests]
         segment = int(round(self.segment_seconds * self.sample_rate)) if self.segment_seconds else self.segment_samples
-        run = fit_channels(lambda chunks: self.separate_windows(chunks, conditions, beta), self.model_channels, audio.shape[0])
+
+        def separate_windows(chunks: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device, self.compute_dtype):  # only the network: overlap-add accumulates in float32
+                return self.separate_windows(chunks, conditions, beta).float()
+
+        run = fit_channels(separate_windows, self.model_channels, audio.shape[0])
         with torch.inference_mode():
             out = overlap_add(run, audio, segment, self.overlap, self.batch_size, self.device, self.progress, desc="separating")
         result = {}
@@ -174,6 +182,8 @@ class Separator(WindowedSeparator):
         overlap: fraction of each window shared with the next.
         batch_size: windows per forward pass (memory grows with it).
         progress: show a progress bar.
+        precision: ``auto`` (bfloat16 on a CPU that computes it natively, else float32), ``32`` or ``bf16``
+            (:mod:`stemkit.precision`).
     """
 
     def __init__(
@@ -184,8 +194,9 @@ class Separator(WindowedSeparator):
         overlap: float = 0.25,
         batch_size: int = 4,
         progress: bool = False,
+        precision: str = "auto",
     ) -> None:
-        self._set_options(device, segment, overlap, batch_size, progress)
+        self._set_options(device, segment, overlap, batch_size, progress, precision)
         net, self.metadata = load_model(model, task="separation")
         self.model = net.to(self.device).eval()
         config = self.model.config
