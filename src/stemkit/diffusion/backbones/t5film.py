@@ -25,11 +25,11 @@ What this module does, and why:
   paper, so absolute positions lose nothing and keep the attention a plain fused kernel.)
 - Token times (not in the paper): a token condition given with ``<name>_times`` (``[B, L]`` int, the
   decoder frame each token happens at; :func:`~stemkit.diffusion.conditions.times_key`) also adds the
-  *decoder's* frame position at that time to each token. Why: the paper's encoder learns what a
-  time-shift token means from data alone, and a decoder frame must then learn to find the notes at its
-  time by attention — at a CPU's budget of steps the model learned neither (it rendered the same mel
-  whatever the notes; BENCHMARKS.md). With the same position code on both sides, "the notes at my
-  time" is a dot product from the first step. Null items (guidance) get no time code.
+  *decoder's* frame position at that time to each token. Why: in the paper's model the encoder must
+  learn what a time-shift token means from data alone before a decoder frame can find the notes at its
+  time by attention, which a CPU's budget of steps barely starts; with the same position code on both
+  sides, "the notes at my time" is a dot product from the first step. Whether it speeds training is
+  measured in BENCHMARKS.md (issue 16's table). Null items (guidance) get no time code.
 - Mask convention: condition masks are **True = a real token** (``<name>_mask``), and that is the
   convention of a boolean ``attn_mask`` in :func:`torch.nn.functional.scaled_dot_product_attention`
   (True = may attend), so masks are passed unchanged — never inverted, as ``nn.MultiheadAttention``'s
