@@ -184,7 +184,7 @@ def test_htdemucs_adapter_loads_a_demucs_package_and_matches_the_module(tmp_path
     model = HTDemucs(sources=["a", "b"], audio_channels=1, samplerate=8000, segment=1.0, channels=4, depth=2, nfft=256,
                      t_layers=1, t_heads=2, dconv_comp=4).eval()
     path = save_htdemucs(model, tmp_path / "tiny.th")
-    sep = load_separator(path, device="cpu", overlap=0.0, batch_size=1)
+    sep = load_separator(path, device="cpu", overlap=0.0, batch_size=1, precision="32")  # the module itself runs in float32
     assert (sep.name, sep.targets, sep.sample_rate) == ("tiny", ["a", "b"], 8000)
     mix = torch.randn(1, 8000)
     out = sep.separate(mix, 8000)
@@ -214,7 +214,7 @@ def test_bs_roformer_adapter_reads_checkpoint_and_training_yaml(tmp_path):
                                       "training": {"instruments": ["voice", "rest"]},
                                       "audio": {"sample_rate": 8000, "chunk_size": 4000}}))
     with pytest.warns(UserWarning, match="linear_transformer_depth"):
-        sep = load_separator(tmp_path / "roformer.ckpt", config=config, device="cpu", overlap=0.0, batch_size=1)
+        sep = load_separator(tmp_path / "roformer.ckpt", config=config, device="cpu", overlap=0.0, batch_size=1, precision="32")
     assert sep.targets == ["voice", "rest"] and sep.segment_samples == 4000
     mix = torch.randn(1, 4000)
     with torch.no_grad():
