@@ -1,8 +1,8 @@
 """Which number format a network runs in at inference: float32, or bfloat16 where the hardware does it.
 
 Why: on a CPU with bfloat16 units (Intel AMX or AVX-512 BF16, e.g. Xeon Sapphire Rapids and later), oneDNN
-runs convolutions and matrix products in bfloat16 two to three times faster than in float32, and a
-separator's output moves by less than the metrics can see (BENCHMARKS.md, "Separation speed"). On a CPU
+runs convolutions and matrix products in bfloat16 much faster than in float32 (LaSAFT separates
+1.8–2.0× faster), and a separator's output moves by less than the metrics can see (BENCHMARKS.md, "Separation speed"). On a CPU
 without those units bfloat16 is emulated and slower, so ``auto`` takes it only where it is native. Only
 the network runs under autocast: STFTs, masks' application by the caller, overlap-add and the written
 audio stay float32. ``auto`` keeps float32 on GPUs and MPS, where stemkit has not measured bfloat16 yet;

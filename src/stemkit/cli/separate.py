@@ -57,7 +57,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
                    help="number format of the network: auto = bfloat16 on a CPU that computes it in hardware (AMX or "
-                        "AVX-512 BF16: 2-3x faster; the stems agree with float32 to about 50 dB SNR), else float32; 32 = always float32")
+                        "AVX-512 BF16: about 2x faster for LaSAFT; the stems agree with float32 to about 50 dB SNR), else float32; 32 = always float32")
 
 
 def _add_progressive_args(p: argparse.ArgumentParser, default_steps: int) -> None:
