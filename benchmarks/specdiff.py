@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.24)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--sampler", default="heun")
-    parser.add_argument("--cfg", type=float, default=1.0)
+    parser.add_argument("--cfg", type=float, default=None, help="guidance weight (default: each model's recommendation, else 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--judge", default="", help="a 13-way chorale instrument classifier (configs/dismix/classifier_chorales.yaml): "
@@ -239,7 +239,8 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(args.json) as tmp:
         tmp.write_text(json.dumps({"sets": [str(s) for s in args.sets], "tracks": args.tracks, "seconds": args.seconds,
-                                   "models": args.model, "judge": args.judge or None, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
+                                   "models": args.model, "judge": args.judge or None, "steps": args.steps, "sampler": args.sampler,
+                                   "cfg": {synth.name: synth.cfg for synth in rows.models},
                                    "device": args.device, "threads": torch.get_num_threads(), "results": results}, indent=2) + "\n")
     print(f"wrote {args.json}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -123,7 +125,12 @@ def test_stemkit_synth_renders_a_multitrack_midi_with_drums_through_a_tiny_train
     cli("fit", "--config", str(REPO / "configs/specdiff/tiny.yaml"), "--data.train", f"{{chorales: {splits['train']}}}",
         "--data.valid", f"{{chorales: {splits['valid']}}}", "--trainer.max_steps", "2", "--trainer.accelerator", "cpu",
         "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir", str(run), check=True)
-    cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-specdiff", "--out", str(tmp_path / "models"), check=True)
+    refused = cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-specdiff", "--out", str(tmp_path / "models"),
+                  "--sampling", "cfg=loud")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "sampling setting cfg='loud'" in refused.stderr and not (tmp_path / "models").exists()
+    cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-specdiff", "--out", str(tmp_path / "models"),
+        "--sampling", "cfg=1.5", check=True)
+    assert json.loads((tmp_path / "models/tiny-specdiff.json").read_text())["sampling"] == {"cfg": 1.5}
     song = write_midi(tmp_path / "song.mid", PIECE + [MidiTrack("drums", 0, [Note(36, 0.0, 0.1), Note(38, 0.5, 0.6)], is_drum=True)])
     out = tmp_path / "song.wav"
     result = cli("synth", str(song), "--model", str(tmp_path / "models/tiny-specdiff.safetensors"), "--out", str(out),
@@ -187,3 +194,27 @@ def test_token_times_change_the_denoiser_only_where_the_notes_are_not_null(one_t
     assert not torch.allclose(a[1], b[1])
     with pytest.raises(ValueError, match="must be \\[B, L\\]"):
         model.denoiser(x, sigma, dict(timed, **{times_key(NOTES): timed[times_key(NOTES)][:, :3]}))
+
+
+def test_a_model_recommends_its_sampling_settings_and_the_callers_flags_override_them(tmp_path, one_thread):
+    """`stemkit export --sampling cfg=2` travels in the model's JSON: the synthesizer samples with it
+    when the caller does not say (so the guidance actually changes the audio), an explicit value wins,
+    a model without any keeps 18 Heun steps and no guidance, and a bad setting is refused."""
+    from stemkit.midi.notes import write_midi
+    from stemkit.models import save_model
+    from stemkit.synthesis.synthesize import Synthesizer
+
+    guided = save_model(_model(), tmp_path / "guided", sampling={"cfg": "3", "steps": "2"})
+    plain = save_model(_model(), tmp_path / "plain")
+    song = write_midi(tmp_path / "song.mid", PIECE)
+    recommended = Synthesizer(str(guided), device="cpu")
+    assert (recommended.cfg, recommended.steps, recommended.sampler) == (3.0, 2, "heun")
+    overridden = Synthesizer(str(guided), device="cpu", cfg=1.0)
+    assert (overridden.cfg, overridden.steps) == (1.0, 2)
+    default = Synthesizer(str(plain), device="cpu")
+    assert (default.cfg, default.steps, default.sampler) == (1.0, 18, "heun")
+    assert not torch.equal(recommended.synthesize_file(song), overridden.synthesize_file(song))
+    for bad in ({"cfg": "-1"}, {"steps": "0"}, {"sampler": "ddim"}, {"guidance": "2"}, {"cfg": "nan"}):
+        with pytest.raises(StemkitError, match="sampling setting"):
+            save_model(_model(), tmp_path / "bad", sampling=bad)
+    assert not (tmp_path / "bad.json").exists()

@@ -45,11 +45,13 @@ def save_model(
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     headline: str | None = None,
+    sampling: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model of any registered family as ``path`` (``.safetensors``) + ``.json``, atomically.
 
     ``metrics`` are measured figures (name → number); ``headline`` names the one ``stemkit models``
-    shows (default: the first)."""
+    shows (default: the first); ``sampling`` is a synthesis model's recommended sampling settings
+    (:func:`sampling_settings`), which ``stemkit synth`` uses where its flags are not given."""
     family = family_of(model)
     path = Path(path)
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
@@ -66,6 +68,10 @@ def save_model(
         "metrics": metrics,
         "headline": headline or next(iter(metrics), None),
     }
+    if sampling:
+        if family.task != "synthesis":
+            raise StemkitError(f"sampling settings are for synthesis models; {family.name} is a {family.task} model")
+        meta["sampling"] = sampling_settings(sampling)
     return write_model_files(path, model.state_dict(), meta)
 
 
@@ -108,6 +114,7 @@ def export_checkpoint(
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     headline: str | None = None,
+    sampling: dict[str, Any] | None = None,
 ) -> Path:
     """Write the inference model of a ``stemkit fit`` checkpoint (any family; EMA weights where the
     run keeps them) to ``out`` (``.safetensors`` + ``.json``), with the run's recorded provenance
@@ -116,7 +123,37 @@ def export_checkpoint(
     model, meta = load_model(checkpoint)
     return save_model(model, out, name=out.name.removesuffix(".safetensors"),
                       provenance={**meta.get("provenance", {}), **(provenance or {})},
-                      metrics={**meta.get("metrics", {}), **(metrics or {})}, headline=headline)
+                      metrics={**meta.get("metrics", {}), **(metrics or {})}, headline=headline, sampling=sampling)
+
+
+def sampling_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Checked, typed sampling settings (``steps`` ≥ 1, ``sampler`` one of the EDM samplers, ``cfg`` ≥ 0)
+    from strings or numbers — what a diffusion model's JSON may recommend.
+
+    Why: how many steps and how much guidance a model wants is a property of that model (the guidance
+    weight that puts a young model's notes in tune would over-drive a well-trained one), so it travels
+    with the weights instead of being a flag every user must know."""
+    from stemkit.diffusion import SAMPLERS
+
+    settings: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            if key == "steps":
+                settings[key] = int(value)
+                ok = settings[key] >= 1
+            elif key == "cfg":
+                settings[key] = float(value)
+                ok = math.isfinite(settings[key]) and settings[key] >= 0
+            elif key == "sampler":
+                settings[key] = str(value)
+                ok = settings[key] in SAMPLERS
+            else:
+                raise StemkitError(f"unknown sampling setting {key!r}: steps, sampler or cfg")
+        except ValueError:
+            ok = False
+        if not ok:
+            raise StemkitError(f"sampling setting {key}={value!r} is not valid (steps ≥ 1, sampler one of {', '.join(SAMPLERS)}, cfg ≥ 0)")
+    return settings
 
 
 def system_weights(state: dict[str, torch.Tensor], ema_of: str | None) -> dict[str, torch.Tensor]:

@@ -74,6 +74,8 @@ def _card(name: str) -> str:
     lines = [f"{meta.get('name', name)}: {meta.get('family') or meta.get('architecture')} model for {meta.get('task', '?')}, "
              f"{_count(meta.get('parameters'))} parameters, {meta.get('sample_rate', '?')} Hz",
              f"file: {where}", f"headline: {_headline(meta)}"]
+    if meta.get("sampling"):
+        lines.append("recommended sampling: " + ", ".join(f"{k}={v}" for k, v in meta["sampling"].items()))
     if card is None:
         lines += ["(no model card; its recorded facts:)", json.dumps({k: meta.get(k) for k in ("provenance", "metrics")}, indent=2)]
         return "\n".join(lines)
@@ -115,6 +117,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                    help="a measured figure to record, e.g. 'test avg cSDR (dB)=7.1' (repeatable)")
     p.add_argument("--headline", default=None, help="the metric stemkit models shows (default: the first)")
+    p.add_argument("--sampling", action="append", default=[], metavar="KEY=VALUE",
+                   help="a synthesis model's recommended sampling setting (steps=N, sampler=NAME, cfg=W; repeatable), "
+                        "what stemkit synth uses when its own flag is not given")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export of the same name")
     p.set_defaults(func=_run_export)
 
@@ -130,7 +135,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from stemkit.models import export_checkpoint
+    from stemkit.models import export_checkpoint, sampling_settings
 
     provenance = _pairs(args.note, "--note")
     metrics = {}
@@ -141,6 +146,7 @@ def _run_export(args: argparse.Namespace) -> int:
             metrics[key] = float("nan")
         if not math.isfinite(metrics[key]):  # NaN/inf would also make the JSON unreadable to strict parsers
             raise StemkitError(f"--metric {key}={value}: the value must be a finite number")
+    sampling = sampling_settings(_pairs(args.sampling, "--sampling"))
     if args.headline is not None and args.headline not in metrics:
         raise StemkitError(f"--headline {args.headline!r} must name one of the --metric figures")
     if not args.name or "/" in args.name or args.name.startswith("."):
@@ -149,6 +155,6 @@ def _run_export(args: argparse.Namespace) -> int:
         check_output_file(args.out / f"{args.name}{suffix}", "--out", overwrite=args.overwrite)
     if not args.checkpoint.is_file():
         raise StemkitError(f"checkpoint not found: {args.checkpoint}")
-    path = export_checkpoint(args.checkpoint, args.out / args.name, provenance, metrics, args.headline)
+    path = export_checkpoint(args.checkpoint, args.out / args.name, provenance, metrics, args.headline, sampling)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0

@@ -33,9 +33,12 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
                    help="an output file (.wav/.flac) for one MIDI input, else a folder (default: synthesized/<model>/)")
     p.add_argument("--model", default=None, help="shipped name, .safetensors or a stemkit fit .ckpt (default: violin-ldm-chorales)")
     p.add_argument("--instrument", default=None, help="instrument to play (must be a one-instrument model's; also picks a chorale dataset's stems; default: the model's, or every stem for a many-instrument model)")
-    p.add_argument("--steps", type=int, default=18, help="sampling steps (Heun uses 2·steps − 1 network calls)")
-    p.add_argument("--sampler", default="heun", help="heun (EDM's 2nd order), euler or dpmpp2m")
-    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight (1 = none, >1 follows the curves harder)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (Heun uses 2·steps − 1 network calls; default: the model's recommendation, "
+                        "`stemkit models NAME` shows it, else 18)")
+    p.add_argument("--sampler", default=None, help="heun (EDM's 2nd order), euler or dpmpp2m (default: the model's, else heun)")
+    p.add_argument("--cfg", type=float, default=None,
+                   help="classifier-free guidance weight (1 = none, >1 follows the notes/curves harder; default: the model's, else 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (same seed, same audio)")
     p.add_argument("--tracks", default=None, help="only these MIDI tracks, by name or number from 0 (e.g. 0,2 or violin1); default all")
     add_batch_options(p, "output format of folder outputs")

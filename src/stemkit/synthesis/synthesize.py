@@ -24,6 +24,8 @@ from stemkit.synthesis.latent_synth import LatentSynth
 
 MIDI_SUFFIXES = (".mid", ".midi")
 DEFAULT_SYNTH = "violin-ldm-chorales"
+# What a model gets when neither the caller nor its JSON's ``sampling`` says otherwise.
+DEFAULT_SAMPLING = {"steps": 18, "sampler": "heun", "cfg": 1.0}
 
 
 class Synthesizer:
@@ -33,21 +35,26 @@ class Synthesizer:
         model: a shipped name, an exported ``.safetensors`` or a ``stemkit fit`` ``.ckpt``.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
         steps, sampler, cfg: EDM sampling steps, ``heun|euler|dpmpp2m``, classifier-free guidance
-            weight (1 = plain conditional model).
+            weight (1 = plain conditional model). ``None`` (the default) takes the setting the model's
+            JSON recommends under ``sampling`` (``stemkit export --sampling``), else 18 / heun / 1.
         instrument: the instrument asked for; an error if the model plays another.
     """
 
-    def __init__(self, model: str = DEFAULT_SYNTH, device: str = "auto", steps: int = 18, sampler: str = "heun",
-                 cfg: float = 1.0, instrument: str | None = None, progress: bool = False) -> None:
+    def __init__(self, model: str = DEFAULT_SYNTH, device: str = "auto", steps: int | None = None, sampler: str | None = None,
+                 cfg: float | None = None, instrument: str | None = None, progress: bool = False) -> None:
         from stemkit.diffusion import SAMPLERS
 
+        self.model, self.meta = load_model(model, task="synthesis")
+        recommended = {**DEFAULT_SAMPLING, **(self.meta.get("sampling") or {})}
+        steps = recommended["steps"] if steps is None else steps
+        sampler = recommended["sampler"] if sampler is None else sampler
+        cfg = recommended["cfg"] if cfg is None else cfg
         if sampler not in SAMPLERS:
             raise StemkitError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if steps < 1:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         if not cfg >= 0:
             raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
-        self.model, self.meta = load_model(model, task="synthesis")
         self.model.to(pick_device(device))
         plays = self.instrument
         if instrument is not None and plays is not None and instrument != plays:
