@@ -8,6 +8,14 @@ configs log to ``<run>/logs/version_N/``; a resumed run adds a version), keeps t
 the columns matching ``--columns`` (shell-style patterns, default ``valid/*``), merges rows by step
 (a later version wins) and drops steps where every kept column is empty. The model cards cite the
 resulting file; nothing is typed in by hand.
+
+A run warm-started from a shipped model (``init_from``) continues that model's curve: ``--after`` its
+earlier curve CSV puts those rows first and shifts this run's steps past them (by ``--offset``, default
+the earlier curve's last step + 1; give the shipped checkpoint's step when the earlier run went on
+past it, and its later rows are dropped)::
+
+    python benchmarks/curves.py runs/specdiff-cpu2 --columns train/loss 'valid/*' \
+        --after src/stemkit/pretrained/specdiff-chorales.curves.csv --offset 6000 --out curve.csv
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="the run folder (trainer.default_root_dir), or one metrics.csv")
     parser.add_argument("--columns", nargs="+", default=["valid/*"], help="column patterns to keep")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--after", type=Path, default=None, help="an earlier curve CSV this run continues (its init_from)")
+    parser.add_argument("--offset", type=int, default=None, help="steps to add to this run's (default: --after's last step + 1)")
     args = parser.parse_args()
     files = [args.run] if args.run.is_file() else sorted(args.run.rglob("metrics.csv"), key=lambda p: (p.parent.name, str(p)))
     if not files:
@@ -42,7 +52,17 @@ def main() -> None:
                 by_step.setdefault(int(float(row["step"])), {}).update(kept)
     if not by_step:
         raise SystemExit(f"no values for {' '.join(args.columns)} in {len(files)} metrics.csv file(s)")
-    columns.sort()
+    if args.after is not None:
+        with args.after.open(newline="") as f:
+            earlier = {int(row["step"]): {k: v for k, v in row.items() if k != "step" and v} for row in csv.DictReader(f)}
+        if not earlier:
+            raise SystemExit(f"{args.after} holds no steps")
+        offset = max(earlier) + 1 if args.offset is None else args.offset
+        # the earlier run may have gone on past the checkpoint that was shipped: those steps are not this run's past
+        earlier = {step: values for step, values in earlier.items() if step < offset}
+        by_step = {**earlier, **{step + offset: values for step, values in by_step.items()}}
+        columns += [c for row in earlier.values() for c in row if c not in columns]
+    columns = sorted(set(columns))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
         writer = csv.writer(f)
