@@ -97,14 +97,19 @@ class Rows:
         from stemkit.synthesis.synthesize import Synthesizer
 
         self.args = args
-        self.models = [Synthesizer(name, device=args.device, steps=args.steps, sampler=args.sampler, cfg=args.cfg)
-                       for name in args.model]
+        label = lambda v: f"{Path(v).parents[1].name}/{Path(v).name}" if Path(v).suffix == ".ckpt" else Path(v).stem  # noqa: E731
+        make = lambda name, vocoder=None: Synthesizer(name, device=args.device, steps=args.steps, sampler=args.sampler,  # noqa: E731
+                                                      cfg=args.cfg, vocoder=vocoder)
+        self.models = [make(name) for name in args.model]
+        # each model's row again with each --model-vocoder as its decoder: the same sampled mels (same seed), decoded otherwise
+        self.labels = {s.name: s for s in self.models}
+        self.labels.update({f"{name} → {label(v)}": make(name, v) for name in args.model for v in args.model_vocoder})
+        self.models += [s for key, s in self.labels.items() if "→" in key]
         self.violin = Synthesizer(args.violin_model, device=args.device) if args.violin_model else None
         from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
 
         # the "encoded" rows: the reference mel through Griffin-Lim, each --vocoder and the first model's own decoder
         self.decoders = {"Griffin-Lim": MelCodec(MelCodecConfig())}
-        label = lambda v: f"{Path(v).parents[1].name}/{Path(v).name}" if Path(v).suffix == ".ckpt" else Path(v).stem  # noqa: E731
         self.decoders.update({label(v): MelCodec(MelCodecConfig(vocoder=v)) for v in args.vocoder})
         own = next((s for s in self.models if hasattr(s.model, "codec")), None)
         if own is not None and own.model.codec.config.vocoder:
@@ -113,7 +118,7 @@ class Rows:
 
     def names(self) -> list[str]:
         names = ["reference (ceiling)"] + [f"reference mel → {label} (encoded)" for label in self.decoders]
-        names += [s.name for s in self.models] + ["sine per part (floor)"]
+        names += list(self.labels) + ["sine per part (floor)"]
         return names + ([f"{self.violin.name} (violin parts)"] if self.violin else [])
 
     def render(self, row: str, track: dict) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
@@ -133,7 +138,7 @@ class Rows:
         if self.violin is not None and row.startswith(self.violin.name):
             return None, [fit(self.violin.render_lines([p["notes"]], seconds)) if p["instrument"] == "violin" else None
                           for p in track["parts"]]
-        synth = next(s for s in self.models if s.name == row)
+        synth = self.labels[row]
         generator = lambda: synth._generator(0)  # noqa: E731
         play = lambda tracks: fit(synth.model.render_tracks(tracks, seconds, synth.steps, synth.sampler, synth.cfg, generator()))  # noqa: E731
         return play(midi_tracks(track)), [play(midi_tracks(track, [p])) for p in track["parts"]]
@@ -145,6 +150,8 @@ def main() -> None:
     parser.add_argument("--violin-model", default="violin-ldm-chorales", help="the latent synthesizer ('' to skip)")
     parser.add_argument("--vocoder", nargs="*", default=[], help="mel-vocoders for more encoded rows (Griffin-Lim's and "
                         "the first model's own decoder are always there)")
+    parser.add_argument("--model-vocoder", nargs="*", default=[], help="mel-vocoders (or griffin-lim) to decode each model's "
+                        "samples with as well: one more row per model and vocoder")
     parser.add_argument("--sets", nargs="+", type=Path, default=[Path("data/robust/string-plain-fluidr3")])
     parser.add_argument("--tracks", type=int, default=8, help="chorales per set (spread over the set)")
     parser.add_argument("--seconds", type=float, default=10.24)

@@ -266,3 +266,23 @@ def test_failing_before_training_leaves_no_log_folders(case, chorale_splits, tmp
     expected = {"no_data": "no dataset at", "no_valid_dir": "valid_dir is not set", "wrong_targets": "model targets"}[case]
     assert last.startswith("stemkit: error:") and expected in last, result.stderr
     assert _tree(tmp_path) == before
+
+
+def test_monophonic_data_adds_each_tracks_mixture_with_all_its_notes_on_request(chorale_splits):
+    """A vocoder for spectrogram diffusion decodes mixtures, so its data can hold them beside the stems."""
+    from stemkit.data.monophonic import find_monophonic
+    from stemkit.training.monophonic_data import MonophonicDataModule
+
+    stems = find_monophonic(chorale_splits["train"], instrument=None)
+    with_mixes = find_monophonic(chorale_splits["train"], instrument=None, mixes=True)
+    mixes = [i for i in with_mixes if i.name.endswith("_mix")]
+    assert len(stems) == 8 and len(mixes) == 2 and len(with_mixes) == 10
+    for mix in mixes:
+        track = mix.name.removesuffix("_mix")
+        parts = [i for i in stems if i.name.startswith(track)]
+        assert mix.path.name == "mix.wav" and len(mix.notes) == sum(len(p.notes) for p in parts)
+        assert mix.frames == parts[0].frames
+    data = MonophonicDataModule(train_dir=str(chorale_splits["train"]), valid_dir=str(chorale_splits["valid"]),
+                                instrument=None, mixes=True, hop=320, segment_frames=10, items_per_epoch=4, valid_items=2)
+    data.setup("fit")
+    assert sum(i.name.endswith("_mix") for i in data.valid_set.items) == 1

@@ -20,7 +20,8 @@ PIECE = [MidiTrack("violin", 40, [Note(67, 0.1, 0.9), Note(69, 0.9, 1.5)]), Midi
 
 def _model(**changes) -> SpecDiff:
     torch.manual_seed(0)
-    model = SpecDiff(SpecDiffConfig(tokens=TOKENS, network=NETWORK, mel={"griffin_lim_iters": 2}, **changes)).eval()
+    changes = {"mel": {"griffin_lim_iters": 2}, **changes}
+    model = SpecDiff(SpecDiffConfig(tokens=TOKENS, network=NETWORK, **changes)).eval()
     for p in model.denoiser.parameters():  # the output layer starts at zero: give every layer weight
         torch.nn.init.normal_(p, std=0.1)
     return model
@@ -137,6 +138,20 @@ def test_stemkit_synth_renders_a_multitrack_midi_with_drums_through_a_tiny_train
                  "--steps", "2", "--quiet", check=True)
     info = audio_info(out)
     assert info.sample_rate == 16000 and abs(info.frames - 1.5 * 16000) <= 16, result.stdout
+    from stemkit.models import save_model
+    from stemkit.synthesis.vocoder import MelVocoder, MelVocoderConfig
+
+    torch.manual_seed(0)
+    save_model(MelVocoder(MelVocoderConfig(dim=8, intermediate=16, layers=1)), tmp_path / "voc")
+    save_model(MelVocoder(MelVocoderConfig(mel={"n_mels": 64}, dim=8, intermediate=16, layers=1)), tmp_path / "voc64")
+    vocoded = tmp_path / "vocoded.wav"
+    cli("synth", str(song), "--model", str(tmp_path / "models/tiny-specdiff.safetensors"), "--out", str(vocoded),
+        "--steps", "2", "--vocoder", str(tmp_path / "voc.safetensors"), "--quiet", check=True)
+    assert audio_info(vocoded).frames == info.frames and vocoded.read_bytes() != out.read_bytes()
+    wrong = cli("synth", str(song), "--model", str(tmp_path / "models/tiny-specdiff.safetensors"), "--out",
+                str(tmp_path / "wrong.wav"), "--vocoder", str(tmp_path / "voc64.safetensors"), "--quiet")
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1 and "other mel settings (n_mels differ)" in wrong.stderr
+    assert not (tmp_path / "wrong.wav").exists()
 
 
 def test_a_run_starts_from_an_exported_model_of_the_same_config_and_refuses_another(tmp_path):
@@ -218,3 +233,34 @@ def test_a_model_recommends_its_sampling_settings_and_the_callers_flags_override
         with pytest.raises(StemkitError, match="sampling setting"):
             save_model(_model(), tmp_path / "bad", sampling=bad)
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_the_caller_picks_a_mel_models_decoder_and_a_model_without_mels_refuses_one(cli, tmp_path, one_thread):
+    """`vocoder=` swaps the mel → audio decoder at inference: a named vocoder replaces Griffin-Lim (and
+    changes the audio), "griffin-lim" brings it back for a model whose JSON names a vocoder, and a
+    synthesizer that samples no mels says so instead of ignoring the request."""
+    from stemkit.midi.notes import write_midi
+    from stemkit.models import save_model
+    from stemkit.synthesis.synthesize import GRIFFIN_LIM, Synthesizer
+    from stemkit.synthesis.vocoder import MelVocoder, MelVocoderConfig
+
+    torch.manual_seed(0)
+    vocoder = save_model(MelVocoder(MelVocoderConfig(dim=8, intermediate=16, layers=1)), tmp_path / "voc")
+    plain = save_model(_model(), tmp_path / "plain")
+    voiced = save_model(_model(mel={"griffin_lim_iters": 2, "vocoder": str(vocoder)}), tmp_path / "voiced")
+    song = write_midi(tmp_path / "song.mid", PIECE)
+    griffin = Synthesizer(str(plain), device="cpu", steps=2)
+    assert griffin.model.codec.vocoder() is None
+    chosen = Synthesizer(str(plain), device="cpu", steps=2, vocoder=str(vocoder))
+    assert isinstance(chosen.model.codec.vocoder(), MelVocoder)
+    assert Synthesizer(str(voiced), device="cpu", steps=2).model.codec.vocoder() is not None
+    assert f"mel decoder: {vocoder}" in cli("models", str(voiced), check=True).stdout
+    assert "mel decoder: Griffin-Lim" in cli("models", str(plain), check=True).stdout
+    back = Synthesizer(str(voiced), device="cpu", steps=2, vocoder=GRIFFIN_LIM)
+    assert back.model.codec.vocoder() is None
+    assert torch.equal(back.synthesize_file(song), griffin.synthesize_file(song))
+    assert not torch.equal(chosen.synthesize_file(song), griffin.synthesize_file(song))
+    with pytest.raises(StemkitError, match="not found|no model"):
+        Synthesizer(str(plain), device="cpu", vocoder=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(StemkitError, match="does not decode mel spectrograms"):
+        Synthesizer("violin-ldm-chorales", device="cpu", vocoder=str(vocoder))  # the shipped latent synthesizer

@@ -88,3 +88,29 @@ def test_a_tiny_vocoder_learns_a_tone_better_than_its_start(one_thread):
         optimizer.step()
         losses.append(terms["mel"].item())
     assert losses[-1] < 0.2 and losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_the_learning_rates_follow_a_cosine_of_the_batch_count_so_a_resumed_run_continues_it(monkeypatch):
+    from stemkit.training.audio_gan import FINAL_LR_SHARE
+    from stemkit.training.vocoder import VocoderSystem
+
+    monkeypatch.setattr(VocoderSystem, "batches_seen", property(lambda self: self.batches))  # no trainer needed
+
+    def at(system, batches):
+        system.batches = batches
+        return system.learning_rate_factor()
+
+    flat = VocoderSystem(MelVocoderConfig(**TINY))
+    decayed = VocoderSystem(MelVocoderConfig(**TINY), decay_batches=100)
+    assert at(flat, 0) == at(flat, 10_000) == 1.0
+    assert at(decayed, 0) == 1.0
+    assert abs(at(decayed, 50) - (1 + FINAL_LR_SHARE) / 2) < 1e-9
+    assert abs(at(decayed, 100) - FINAL_LR_SHARE) < 1e-9 and at(decayed, 500) == at(decayed, 100)
+    rates = [at(decayed, b) for b in range(0, 101, 10)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    opt_g = torch.optim.AdamW(decayed.model.parameters(), lr=1.0)
+    opt_d = torch.optim.AdamW(decayed.discriminator.parameters(), lr=1.0)
+    at(decayed, 50)
+    decayed._set_learning_rates(opt_g, opt_d)
+    assert abs(opt_g.param_groups[0]["lr"] - decayed.hparams.lr * (1 + FINAL_LR_SHARE) / 2) < 1e-12
+    assert abs(opt_d.param_groups[0]["lr"] - decayed.hparams.lr_discriminator * (1 + FINAL_LR_SHARE) / 2) < 1e-12

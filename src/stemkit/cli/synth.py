@@ -39,6 +39,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default=None, help="heun (EDM's 2nd order), euler or dpmpp2m (default: the model's, else heun)")
     p.add_argument("--cfg", type=float, default=None,
                    help="classifier-free guidance weight (1 = none, >1 follows the notes/curves harder; default: the model's, else 1)")
+    p.add_argument("--vocoder", default=None, metavar="NAME|griffin-lim",
+                   help="mel models only (spectrogram diffusion): the mel → audio decoder, a mel-vocoder model's name or "
+                        "file, or griffin-lim (default: the model's own, `stemkit models NAME` shows it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (same seed, same audio)")
     p.add_argument("--tracks", default=None, help="only these MIDI tracks, by name or number from 0 (e.g. 0,2 or violin1); default all")
     add_batch_options(p, "output format of folder outputs")
@@ -59,7 +62,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     elif args.out is not None:
         check_output_dir(args.out)
     synth = Synthesizer(args.model or DEFAULT_SYNTH, device=args.device, steps=args.steps, sampler=args.sampler, cfg=args.cfg,
-                        instrument=args.instrument, progress=not args.quiet)
+                        instrument=args.instrument, progress=not args.quiet, vocoder=args.vocoder)
     inputs = collect_midi(args.inputs, args.instrument or synth.instrument)
     if single and (len(inputs) != 1 or Path(args.inputs[0]).is_dir()):
         raise StemkitError(f"--out {args.out} is a file, but the inputs hold {len(inputs)} MIDI files: give a folder")

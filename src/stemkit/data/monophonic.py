@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from stemkit.audio.io import audio_info, load_audio
-from stemkit.data.layout import is_dataset, list_stem_files
+from stemkit.data.layout import is_dataset, list_stem_files, list_tracks
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import Note, read_midi_tracks
 from stemkit.synthesis.conditioning import envelope_from_audio, pitch_from_audio, pitch_from_notes
@@ -52,9 +52,12 @@ def _notes_of(midi_path: Path) -> list[Note] | None:
     return sorted((n for t in read_midi_tracks(midi_path) for n in t.notes), key=lambda n: n.start)
 
 
-def find_monophonic(root: str | Path, instrument: str | None = "violin") -> list[MonophonicItem]:
+def find_monophonic(root: str | Path, instrument: str | None = "violin", mixes: bool = False) -> list[MonophonicItem]:
     """Every monophonic recording under ``root``: stems of ``instrument`` from a chorale dataset, or
-    the audio files of a folder (``instrument`` is then ignored). Sorted by name."""
+    the audio files of a folder (``instrument`` is then ignored). Sorted by name.
+
+    ``mixes=True`` adds each chorale track's mixture, with all its parts' notes, for models that must
+    also handle polyphony (a vocoder decodes spectrogram diffusion's mixture mels)."""
     root = Path(root)
     if not root.exists():
         raise StemkitError(f"data folder not found: {root}")
@@ -66,6 +69,9 @@ def find_monophonic(root: str | Path, instrument: str | None = "violin") -> list
             items.append(MonophonicItem(stem.name, stem.audio, info.sample_rate, info.frames, notes))
         if not items:
             raise StemkitError(f"no {instrument} stems in the chorale dataset {root}")
+        if mixes:
+            items.extend(_mix_items(root))
+            items.sort(key=lambda item: item.name)
     else:
         for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")):
             info = audio_info(path)
@@ -76,6 +82,16 @@ def find_monophonic(root: str | Path, instrument: str | None = "violin") -> list
     rates = {i.sample_rate for i in items}
     if len(rates) != 1:
         raise StemkitError(f"{root} mixes sample rates {sorted(rates)}: resample it to one rate")
+    return items
+
+
+def _mix_items(root: Path) -> list[MonophonicItem]:
+    """The mixture of every chorale track under ``root``, with the notes of its ``mix.mid`` (all parts)."""
+    items = []
+    for track in list_tracks(root):
+        info = audio_info(track.mix)
+        items.append(MonophonicItem(f"{track.name}_mix", track.mix, info.sample_rate, info.frames,
+                                    _notes_of(track.path / "mix.mid")))
     return items
 
 

@@ -12,7 +12,7 @@ phasey, but the codec is complete without any weights and any mel model has a fl
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import librosa
 import numpy as np
@@ -100,6 +100,14 @@ class MelCodec(nn.Module):
                 raise StemkitError(f"vocoder {self.config.vocoder} was made for other mel settings ({', '.join(differ)} differ)")
             self.__dict__["_vocoder"] = model
         return self.__dict__["_vocoder"]
+
+    def use_vocoder(self, vocoder: str | None) -> None:
+        """Decode with another trained vocoder (a name or file), or with Griffin-Lim (``None``): a choice
+        made at inference, which the weights of the model that samples the mels do not depend on. The
+        vocoder is loaded, and its mel settings checked, at once, so a wrong one fails before any work."""
+        self.config = replace(self.config, vocoder=vocoder or None)
+        self.__dict__.pop("_vocoder", None)
+        self.vocoder()
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F]`` → audio ``[B, 1, F · hop]``, by the trained vocoder if one is named, else Griffin-Lim."""

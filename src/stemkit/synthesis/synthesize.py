@@ -26,6 +26,8 @@ MIDI_SUFFIXES = (".mid", ".midi")
 DEFAULT_SYNTH = "violin-ldm-chorales"
 # What a model gets when neither the caller nor its JSON's ``sampling`` says otherwise.
 DEFAULT_SAMPLING = {"steps": 18, "sampler": "heun", "cfg": 1.0}
+#: the ``vocoder`` value that asks a mel model for Griffin-Lim (no trained vocoder)
+GRIFFIN_LIM = "griffin-lim"
 
 
 class Synthesizer:
@@ -38,10 +40,14 @@ class Synthesizer:
             weight (1 = plain conditional model). ``None`` (the default) takes the setting the model's
             JSON recommends under ``sampling`` (``stemkit export --sampling``), else 18 / heun / 1.
         instrument: the instrument asked for; an error if the model plays another.
+        vocoder: for a model that samples mel spectrograms (spectrogram diffusion), the mel → audio
+            decoder: a ``mel-vocoder`` model's name or file, or ``"griffin-lim"``; ``None`` keeps the
+            model's own (the one its JSON names, else Griffin-Lim).
     """
 
     def __init__(self, model: str = DEFAULT_SYNTH, device: str = "auto", steps: int | None = None, sampler: str | None = None,
-                 cfg: float | None = None, instrument: str | None = None, progress: bool = False) -> None:
+                 cfg: float | None = None, instrument: str | None = None, progress: bool = False,
+                 vocoder: str | None = None) -> None:
         from stemkit.diffusion import SAMPLERS
 
         self.model, self.meta = load_model(model, task="synthesis")
@@ -55,6 +61,12 @@ class Synthesizer:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         if not cfg >= 0:
             raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
+        if vocoder is not None:
+            codec = getattr(self.model, "codec", None)
+            if not hasattr(codec, "use_vocoder"):
+                raise StemkitError(f"model {self.name} does not decode mel spectrograms: --vocoder is for mel models "
+                                   "(spectrogram diffusion)")
+            codec.use_vocoder(None if vocoder == GRIFFIN_LIM else vocoder)
         self.model.to(pick_device(device))
         plays = self.instrument
         if instrument is not None and plays is not None and instrument != plays:

@@ -10,6 +10,7 @@ which reconstruction losses it uses (:meth:`reconstruction_losses`) and what it 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ from stemkit.synthesis.losses import (
 from stemkit.training.system import StemkitSystem
 
 ADVERSARIAL_WEIGHTS = {"adversarial": 1.0, "feature": 2.0}
+#: where a learning-rate decay ends, as a share of the peak
+FINAL_LR_SHARE = 0.1
 
 
 class AdversarialAudioSystem(StemkitSystem):
@@ -89,8 +92,26 @@ class AdversarialAudioSystem(StemkitSystem):
         weights = self.hparams.loss_weights
         return {k: v for k, v in losses.items() if weights.get(k, 0) > 0}
 
+    def learning_rate_factor(self) -> float:
+        """The share of the peak learning rates in use now: 1 throughout, or — where the system has a
+        ``decay_batches`` hyper-parameter — a cosine from 1 down to ``FINAL_LR_SHARE`` over that many
+        batches, then flat. A function of the batch count alone, so a resumed run continues the same
+        curve, and a rerun with a longer ``decay_batches`` stretches it from where it stands."""
+        decay = int(self.hparams.get("decay_batches") or 0)
+        if decay <= 0:
+            return 1.0
+        progress = min(1.0, self.batches_seen / decay)
+        return FINAL_LR_SHARE + (1 - FINAL_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _set_learning_rates(self, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
+        factor = self.learning_rate_factor()
+        for optimizer, peak in ((opt_g, self.hparams.lr), (opt_d, self.hparams.lr_discriminator)):
+            for group in optimizer.param_groups:
+                group["lr"] = peak * factor
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        self._set_learning_rates(opt_g, opt_d)
         output, target, penalty, logs = self.generate(batch)
         adversarial = self.batches_seen >= self.hparams.adversarial_start and self.hparams.loss_weights.get("adversarial", 0) > 0
 
@@ -127,6 +148,7 @@ class AdversarialAudioSystem(StemkitSystem):
             self.log(f"train/{name}", value, prog_bar=name == "mrstft")
         for name, norm in self.balancer.last_norms.items():
             self.log(f"train/grad_norm_{name}", norm)
+        self.log("train/lr", opt_g.param_groups[0]["lr"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._valid.extend(self.validation_items(batch))

@@ -39,6 +39,7 @@ class MonophonicDataModule(L.LightningDataModule):
         train_dir, valid_dir: chorale datasets (CocoChorales layout) or folders of mono audio files;
             ``valid_dir`` is required (``None`` is an error, see the module docstring).
         instrument: which stems of a chorale dataset (ignored for plain folders).
+        mixes: also crop each chorale track's mixture (polyphony, for a vocoder that decodes mixtures).
         hop: samples per latent frame; crops start on multiples of it (the VAE's ``prod(strides)``).
         segment_frames: crop length in frames (``segment_frames · hop`` samples).
         batch_size, items_per_epoch, num_workers, seed: as for the separation data.
@@ -51,6 +52,7 @@ class MonophonicDataModule(L.LightningDataModule):
         train_dir: str = "data/strings/train",
         valid_dir: str | None = "data/strings/valid",
         instrument: str | None = "violin",
+        mixes: bool = False,
         hop: int = 256,
         segment_frames: int = 64,
         batch_size: int = 8,
@@ -69,7 +71,7 @@ class MonophonicDataModule(L.LightningDataModule):
     @property
     def train_items(self) -> list[MonophonicItem]:
         if self._train_items is None:
-            self._train_items = find_monophonic(self.hparams.train_dir, self.hparams.instrument)
+            self._train_items = find_monophonic(self.hparams.train_dir, self.hparams.instrument, self.hparams.mixes)
         return self._train_items
 
     @property
@@ -82,7 +84,7 @@ class MonophonicDataModule(L.LightningDataModule):
             self.train_set = MonophonicCropDataset(self.train_items, hp.segment_frames, hp.hop, hp.items_per_epoch, hp.seed,
                                                    min_active=hp.min_active)
         if self.valid_set is None:
-            items = find_monophonic(require_valid_dir(hp.train_dir, hp.valid_dir), hp.instrument)
+            items = find_monophonic(require_valid_dir(hp.train_dir, hp.valid_dir), hp.instrument, hp.mixes)
             warn_if_shared(self.train_items, items)
             self.valid_set = MonophonicCropDataset(items, hp.segment_frames, hp.hop, hp.valid_items, hp.seed + 1, fixed=True,
                                                    min_active=hp.min_active)

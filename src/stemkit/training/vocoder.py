@@ -32,6 +32,8 @@ class VocoderSystem(AdversarialAudioSystem):
         adversarial_start: step from which the discriminator trains and its losses count.
         discriminator_channels: width of the discriminator's first layer.
         stft_sizes: FFT sizes of the multi-resolution STFT loss.
+        decay_batches: both learning rates fall along a cosine to a tenth of their peak over this many
+            batches (0 = constant), as Vocos decays its own.
     """
 
     family = "mel-vocoder"
@@ -49,6 +51,7 @@ class VocoderSystem(AdversarialAudioSystem):
         adversarial_start: int = 2000,
         discriminator_channels: int = 16,
         stft_sizes: list[int] | None = None,
+        decay_batches: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(net, dict):
@@ -57,7 +60,8 @@ class VocoderSystem(AdversarialAudioSystem):
         self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "lr": lr, "lr_discriminator": lr_discriminator,
                                    "loss_weights": weights, "balance": balance, "adversarial_start": adversarial_start,
                                    "discriminator_channels": discriminator_channels,
-                                   "stft_sizes": list(stft_sizes or [2048, 1024, 512, 256, 128])})
+                                   "stft_sizes": list(stft_sizes or [2048, 1024, 512, 256, 128]),
+                                   "decay_batches": decay_batches})
         self.config = net
         self.model = MelVocoder(net)
         self.setup_adversarial(weights, discriminator_channels)
