@@ -103,7 +103,11 @@ class Rows:
         self.models = [make(name) for name in args.model]
         # each model's row again with each --model-vocoder as its decoder: the same sampled mels (same seed), decoded otherwise
         self.labels = {s.name: s for s in self.models}
-        self.labels.update({f"{name} → {label(v)}": make(name, v) for name in args.model for v in args.model_vocoder})
+        if len(self.labels) < len(self.models):
+            raise SystemExit(f"--model: two models are named alike ({', '.join(s.name for s in self.models)}): export them under other names")
+        for name, base in zip(args.model, list(self.models)):
+            for vocoder in args.model_vocoder:
+                self.labels[f"{base.name} → {label(vocoder)}"] = make(name, vocoder)
         self.models += [s for key, s in self.labels.items() if "→" in key]
         self.violin = Synthesizer(args.violin_model, device=args.device) if args.violin_model else None
         from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
@@ -246,7 +250,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(args.json) as tmp:
         tmp.write_text(json.dumps({"sets": [str(s) for s in args.sets], "tracks": args.tracks, "seconds": args.seconds,
-                                   "models": args.model, "judge": args.judge or None, "steps": args.steps, "sampler": args.sampler,
+                                   "models": args.model, "model_vocoders": args.model_vocoder, "judge": args.judge or None, "steps": args.steps, "sampler": args.sampler,
                                    "cfg": {synth.name: synth.cfg for synth in rows.models},
                                    "device": args.device, "threads": torch.get_num_threads(), "results": results}, indent=2) + "\n")
     print(f"wrote {args.json}")

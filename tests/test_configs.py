@@ -268,7 +268,7 @@ def test_failing_before_training_leaves_no_log_folders(case, chorale_splits, tmp
     assert _tree(tmp_path) == before
 
 
-def test_monophonic_data_adds_each_tracks_mixture_with_all_its_notes_on_request(chorale_splits):
+def test_monophonic_data_adds_each_tracks_mixture_with_all_its_notes_on_request(chorale_splits, tmp_path):
     """A vocoder for spectrogram diffusion decodes mixtures, so its data can hold them beside the stems."""
     from stemkit.data.monophonic import find_monophonic
     from stemkit.training.monophonic_data import MonophonicDataModule
@@ -282,6 +282,12 @@ def test_monophonic_data_adds_each_tracks_mixture_with_all_its_notes_on_request(
         parts = [i for i in stems if i.name.startswith(track)]
         assert mix.path.name == "mix.wav" and len(mix.notes) == sum(len(p.notes) for p in parts)
         assert mix.frames == parts[0].frames
+    copy = tmp_path / "copy"
+    shutil.copytree(mixes[0].path.parent.resolve(), copy / mixes[0].path.parent.name)
+    (copy / mixes[0].path.parent.name / "mix.mid").unlink()  # no mix.mid: the union of the stems' notes
+    key = lambda n: (n.start, n.pitch, n.end)  # noqa: E731
+    copied = next(i for i in find_monophonic(copy, instrument=None, mixes=True) if i.name.endswith("_mix"))
+    assert sorted(copied.notes, key=key) == sorted(mixes[0].notes, key=key)
     data = MonophonicDataModule(train_dir=str(chorale_splits["train"]), valid_dir=str(chorale_splits["valid"]),
                                 instrument=None, mixes=True, hop=320, segment_frames=10, items_per_epoch=4, valid_items=2)
     data.setup("fit")

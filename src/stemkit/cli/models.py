@@ -77,7 +77,7 @@ def _card(name: str) -> str:
     if meta.get("sampling"):
         lines.append("recommended sampling: " + ", ".join(f"{k}={v}" for k, v in meta["sampling"].items()))
     mel = (meta.get("config") or {}).get("mel") or {}
-    if "vocoder" in mel:  # a model that samples mels (a vocoder's own mel settings name no decoder)
+    if "vocoder" in mel and meta.get("task") == "synthesis":  # a synthesizer that samples mels
         lines.append(f"mel decoder: {mel['vocoder'] or 'Griffin-Lim'} (stemkit synth --vocoder picks another)")
     if card is None:
         lines += ["(no model card; its recorded facts:)", json.dumps({k: meta.get(k) for k in ("provenance", "metrics")}, indent=2)]

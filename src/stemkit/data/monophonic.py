@@ -86,12 +86,16 @@ def find_monophonic(root: str | Path, instrument: str | None = "violin", mixes: 
 
 
 def _mix_items(root: Path) -> list[MonophonicItem]:
-    """The mixture of every chorale track under ``root``, with the notes of its ``mix.mid`` (all parts)."""
+    """The mixture of every chorale track under ``root``, with the notes of all its parts: its ``mix.mid``,
+    else the union of its stems' MIDI (a track with neither has its activity measured on the audio)."""
     items = []
     for track in list_tracks(root):
         info = audio_info(track.mix)
-        items.append(MonophonicItem(f"{track.name}_mix", track.mix, info.sample_rate, info.frames,
-                                    _notes_of(track.path / "mix.mid")))
+        notes = _notes_of(track.path / "mix.mid")
+        if notes is None:
+            stems = [n for stem in track.stems for n in (_notes_of(track.path / "stems_MIDI" / f"{stem.stem}.mid") or [])]
+            notes = sorted(stems, key=lambda n: n.start) or None
+        items.append(MonophonicItem(f"{track.name}_mix", track.mix, info.sample_rate, info.frames, notes))
     return items
 
 

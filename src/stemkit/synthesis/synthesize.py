@@ -66,7 +66,7 @@ class Synthesizer:
             if not hasattr(codec, "use_vocoder"):
                 raise StemkitError(f"model {self.name} does not decode mel spectrograms: --vocoder is for mel models "
                                    "(spectrogram diffusion)")
-            codec.use_vocoder(None if vocoder == GRIFFIN_LIM else vocoder)
+            codec.use_vocoder(None if vocoder.lower() == GRIFFIN_LIM else vocoder)
         self.model.to(pick_device(device))
         plays = self.instrument
         if instrument is not None and plays is not None and instrument != plays:

@@ -96,7 +96,7 @@ class AdversarialAudioSystem(StemkitSystem):
         """The share of the peak learning rates in use now: 1 throughout, or — where the system has a
         ``decay_batches`` hyper-parameter — a cosine from 1 down to ``FINAL_LR_SHARE`` over that many
         batches, then flat. A function of the batch count alone, so a resumed run continues the same
-        curve, and a rerun with a longer ``decay_batches`` stretches it from where it stands."""
+        curve; a rerun with another ``decay_batches`` moves to that curve's value at the current batch."""
         decay = int(self.hparams.get("decay_batches") or 0)
         if decay <= 0:
             return 1.0

@@ -33,7 +33,7 @@ class VocoderSystem(AdversarialAudioSystem):
         discriminator_channels: width of the discriminator's first layer.
         stft_sizes: FFT sizes of the multi-resolution STFT loss.
         decay_batches: both learning rates fall along a cosine to a tenth of their peak over this many
-            batches (0 = constant), as Vocos decays its own.
+            batches (0 = constant; Vocos decays to zero after a warm-up).
     """
 
     family = "mel-vocoder"
