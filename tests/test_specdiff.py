@@ -262,5 +262,8 @@ def test_the_caller_picks_a_mel_models_decoder_and_a_model_without_mels_refuses_
     assert not torch.equal(chosen.synthesize_file(song), griffin.synthesize_file(song))
     with pytest.raises(StemkitError, match="not found|no model"):
         Synthesizer(str(plain), device="cpu", vocoder=str(tmp_path / "missing.safetensors"))
+    orphan = save_model(_model(mel={"griffin_lim_iters": 2, "vocoder": str(tmp_path / "gone.safetensors")}), tmp_path / "orphan")
+    with pytest.raises(StemkitError, match="not found|no model"):  # its own decoder is missing: refused before sampling
+        Synthesizer(str(orphan), device="cpu")
     with pytest.raises(StemkitError, match="does not decode mel spectrograms"):
         Synthesizer("violin-ldm-chorales", device="cpu", vocoder=str(vocoder))  # the shipped latent synthesizer

@@ -61,12 +61,14 @@ class Synthesizer:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         if not cfg >= 0:
             raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
+        codec = getattr(self.model, "codec", None)
         if vocoder is not None:
-            codec = getattr(self.model, "codec", None)
             if not hasattr(codec, "use_vocoder"):
                 raise StemkitError(f"model {self.name} does not decode mel spectrograms: --vocoder is for mel models "
                                    "(spectrogram diffusion)")
             codec.use_vocoder(None if vocoder.lower() == GRIFFIN_LIM else vocoder)
+        elif hasattr(codec, "use_vocoder"):
+            codec.vocoder()  # the model's own decoder, loaded now: a missing one fails before any sampling
         self.model.to(pick_device(device))
         plays = self.instrument
         if instrument is not None and plays is not None and instrument != plays:
