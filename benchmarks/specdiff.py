@@ -108,7 +108,7 @@ class Rows:
         for name, base in zip(args.model, list(self.models)):
             for vocoder in args.model_vocoder:
                 self.labels[f"{base.name} → {label(vocoder)}"] = make(name, vocoder)
-        self.models += [s for key, s in self.labels.items() if "→" in key]
+        self.models = list(self.labels.values())
         self.violin = Synthesizer(args.violin_model, device=args.device) if args.violin_model else None
         from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
 
