@@ -120,6 +120,43 @@ def test_the_chord_set_is_the_same_bytes_whatever_the_workers_and_resumes(chord_
     assert lost.read_bytes() == (chord_dir / shards[0]).read_bytes() and kept.stat().st_mtime_ns == before
 
 
+def test_reshared_training_mixtures_are_new_sharings_of_training_chords_made_as_the_set_makes_them(chord_dir):
+    """reshare: each draw is a fresh sharing of a train-split chord (transposed ones only when they too hash
+    to train and the bank holds their notes), with the same mels ``stemkit data chords`` would store for
+    that sharing; seeded by (seed, epoch, item), new at every epoch."""
+    from stemkit.data.chords import bank_pitches, build_shard, load_banks, plan_mixtures
+    from stemkit.training.chord_data import ChordDataModule, ResharedChordMixtures, reshared_collate, train_chords
+
+    train = load_split(chord_dir, "train")
+    chords = train_chords(train)
+    assert chords == sorted(c for c in tiny_chord_list() if chord_split(c) == "train")
+    dataset = ResharedChordMixtures(chord_dir, train, seed=0, transpose=5)
+    assert len(dataset) == len(train["mix"]) and bank_pitches(chord_dir) == [60, 62, 64, 65, 67, 69]
+    moved = set()
+    for index in range(300):
+        item = dataset[index]
+        pitches = tuple(int(p) for p in LOWEST_PITCH + np.flatnonzero(item["pitch"].numpy().any(axis=0)))
+        assert chord_split(pitches) == "train" and set(pitches) <= set(bank_pitches(chord_dir))
+        if pitches not in chords:
+            moved.add(pitches)
+        assert item["queries"][~item["present"]].abs().sum() == 0 and item["queries"][item["present"]].abs().sum() > 0
+    assert moved == {(65, 67, 69)}  # the one transposition of these chords (60-62-64 up 5) that stays in train and the bank
+    first = reshared_collate([dataset[3], dataset[4]])
+    again = reshared_collate([dataset[3], dataset[4]])
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    dataset.set_epoch(1)
+    assert not torch.equal(reshared_collate([dataset[3]])["mix"], first["mix"][:1])
+    # a given sharing gives exactly the mels the chord set stores for it
+    plan = plan_mixtures(chords[0], 1, 7, 1)[0]
+    dataset._plan = lambda rng: plan
+    batch, stored = reshared_collate([dataset[0]]), build_shard([plan], load_banks(chord_dir))
+    assert torch.equal(batch["mix"][0], torch.from_numpy(stored["mix"][0].astype(np.float32)))
+    assert torch.equal(batch["sources"][0], torch.from_numpy(stored["sources"][0].astype(np.float32)))
+    assert torch.equal(batch["pitch"][0], torch.from_numpy(stored["pitch"][0].astype(np.float32)))
+    with pytest.raises(ValueError, match="transpose needs reshare"):
+        ChordDataModule(str(chord_dir), transpose=2)
+
+
 def test_an_unfinished_chord_set_is_refused_until_finished(tmp_path, monkeypatch):
     import stemkit.data.chords as chords
     from stemkit.errors import StemkitError
@@ -298,6 +335,24 @@ def test_per_element_averages_each_term_and_bce_over_classes_keeps_the_pitch_set
     assert mixed["bce"].item() == pytest.approx(summed["bce"].item(), rel=1e-6)
     assert mixed["rec_sources"].item() == pytest.approx(averaged["rec_sources"].item(), rel=1e-6)
     assert mixed["total"].item() == pytest.approx(averaged["total"].item() - averaged["bce"].item() + summed["bce"].item(), rel=1e-5)
+
+
+def test_a_run_starts_from_an_exported_model_of_the_same_config_and_refuses_another(tmp_path):
+    """init_from: training continues in another session from the model it shipped (its weights exactly);
+    a model of another size is one line of error, not a partial load."""
+    from stemkit.errors import StemkitError
+    from stemkit.models import save_model
+    from stemkit.training.dismix_simple import DisMixSimpleSystem
+
+    torch.manual_seed(3)
+    donor = _tiny_model()
+    path = save_model(donor, tmp_path / "donor")
+    system = DisMixSimpleSystem(net=donor.config.to_dict(), init_from=str(path))
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(system.model.state_dict()[name], value, rtol=0, atol=0)
+    assert system.hparams["init_from"] == str(path)
+    with pytest.raises(StemkitError, match="config differs in hidden"):
+        DisMixSimpleSystem(net=dict(donor.config.to_dict(), hidden=32), init_from=str(path))
 
 
 def test_swaps_are_derangements():

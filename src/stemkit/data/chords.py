@@ -401,6 +401,16 @@ def load_split(root: str | Path, split: str) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def bank_pitches(root: str | Path) -> list[int]:
+    """The MIDI pitches every note bank of the dataset holds (the others are silent in the banks)."""
+    held = None
+    for name in dataset_settings(root)["soundfonts"]:
+        with np.load(bank_path(root, name)) as found:
+            pitches = set(found["pitches"].tolist())
+        held = pitches if held is None else held & pitches
+    return sorted(held or ())
+
+
 def load_banks(root: str | Path) -> list[np.ndarray]:
     """The dataset's note banks, in the order its sources index them."""
     return [_read_bank(bank_path(root, name)) for name in dataset_settings(root)["soundfonts"]]

@@ -14,7 +14,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from stemkit.data.chords import load_split
+from stemkit.data.chords import (
+    CHORD_INSTRUMENTS,
+    NUM_PITCHES,
+    chord_split,
+    crop_samples,
+    load_banks,
+    load_split,
+    log_mel,
+    multi_hot,
+    plan_mixtures,
+    source_audio,
+)
 from stemkit.parallel import loader_processes
 
 
@@ -66,6 +77,89 @@ class ChordMixtures(Dataset):
         }
 
 
+def train_chords(arrays: dict[str, np.ndarray]) -> list[tuple[int, ...]]:
+    """The distinct chords of a split's stored mixtures (their bit-set codes decoded), sorted."""
+    from stemkit.data.chords import LOWEST_PITCH, NUM_PITCHES
+
+    codes = {int(c) for c in arrays["chord"]}
+    return sorted(tuple(LOWEST_PITCH + b for b in range(NUM_PITCHES) if code >> b & 1) for code in codes)
+
+
+class ResharedChordMixtures(Dataset):
+    """Training mixtures made afresh from the note banks at every draw: the same items as
+    :class:`ChordMixtures`, but each one a new sharing of a training chord (instruments, which notes each
+    plays, velocities, soundfonts, crop), optionally transposed.
+
+    Why: the stored set shares each chord only six ways, and the transcriber learns those mixtures by
+    heart — on the full model its validation BCE rose while the training BCE fell to a tenth of it
+    (BENCHMARKS.md). The note bank renders any sharing exactly as ``stemkit data chords`` would, so a new
+    one per draw costs the mels of a few 5 632-sample crops. Queries stay what :class:`ChordMixtures`
+    draws: the instrument's part in another stored training mixture. ``transpose`` moves the chord by up to that many
+    semitones; a transposed chord is used only if its pitches are in the bank and it hashes to the train
+    split (:func:`~stemkit.data.chords.chord_split`), so no validation or test chord is ever trained on.
+    Draws are seeded by (seed, epoch, item), so a run reproduces whatever the worker count.
+    """
+
+    def __init__(self, root: str | Path, arrays: dict[str, np.ndarray], seed: int = 0, transpose: int = 0) -> None:
+        from stemkit.data.chords import bank_pitches
+
+        self.banks = load_banks(root)
+        self.playable = set(bank_pitches(root))
+        self.chords = train_chords(arrays)
+        self.stored, self.pools = arrays, instrument_pools(arrays)
+        self.size = len(arrays["mix"])
+        self.seed, self.epoch, self.transpose = seed, 0, int(transpose)
+        if self.transpose < 0:
+            raise ValueError(f"transpose must be at least 0, got {transpose}")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _chord(self, rng: np.random.Generator) -> tuple[int, ...]:
+        chord = self.chords[int(rng.integers(len(self.chords)))]
+        shift = int(rng.integers(-self.transpose, self.transpose + 1)) if self.transpose else 0
+        moved = tuple(p + shift for p in chord)
+        if shift and set(moved) <= self.playable and chord_split(moved) == "train":
+            return moved
+        return chord
+
+    def _plan(self, rng: np.random.Generator):
+        return plan_mixtures(self._chord(rng), 1, int(rng.integers(2**62)), len(self.banks))[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """Audio crops (``mix`` [samples], ``sources`` [slots, samples]) with ``present``, ``pitch`` and the
+        ``queries``' log-mels; :func:`reshared_collate` turns a batch's audio into log-mels at once."""
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+        plan = self._plan(rng)
+        slots, length = len(CHORD_INSTRUMENTS), crop_samples()
+        sources = np.zeros((slots, length), np.float32)
+        present = np.zeros(slots, bool)
+        pitch = np.zeros((slots, NUM_PITCHES), np.float32)
+        for source in plan.sources:
+            sources[source.instrument] = source_audio(plan, source, self.banks)
+            present[source.instrument] = True
+            pitch[source.instrument] = multi_hot(source.pitches)
+        queries = np.zeros((slots,) + self.stored["sources"].shape[2:], np.float32)
+        for slot in np.flatnonzero(present):  # this instrument's part in a stored training mixture, as ChordMixtures draws it
+            pool = self.pools[slot]
+            queries[slot] = self.stored["sources"][int(pool[rng.integers(len(pool))]), slot]
+        return {"mix": torch.from_numpy(sources.sum(axis=0)), "sources": torch.from_numpy(sources),
+                "queries": torch.from_numpy(queries), "present": torch.from_numpy(present), "pitch": torch.from_numpy(pitch)}
+
+
+def reshared_collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A batch of :class:`ResharedChordMixtures` audio items as log-mels, in one transform, rounded through
+    float16 as the stored shards are, so a reshared batch and a stored one hold the same kind of numbers."""
+    batch = torch.utils.data.default_collate(items)
+    for key in ("mix", "sources"):  # absent sources are silence, whose log-mel is the floor, as stored
+        mel = log_mel(batch[key].numpy())
+        batch[key] = torch.from_numpy(mel.astype(np.float16).astype(np.float32))
+    return batch
+
+
 class ChordSources(Dataset):
     """Every present source alone: ``mel`` [mels, frames], ``pitch`` [classes], ``instrument`` (slot index)."""
 
@@ -95,17 +189,23 @@ class ChordDataModule(L.LightningDataModule):
         batch_size, num_workers: the loaders'.
         seed: seed of the query draws.
         valid_items: validate on the first N of the valid split (all when None).
+        reshare: train on new sharings of the training chords drawn from the note banks at every step
+            (:class:`ResharedChordMixtures`) instead of the six stored ones; validation stays the stored set.
+        transpose: with ``reshare``, move each chord by up to this many semitones (staying in the train split).
     """
 
     def __init__(self, root: str, items: str = "mixtures", batch_size: int = 32, num_workers: int = 0, seed: int = 0,
-                 valid_items: int | None = 2048) -> None:
+                 valid_items: int | None = 2048, reshare: bool = False, transpose: int = 0) -> None:
         super().__init__()
         if items not in ("mixtures", "sources"):
             raise ValueError(f"items must be 'mixtures' or 'sources', got {items!r}")
+        if transpose and not reshare:
+            raise ValueError("transpose needs reshare: true (the stored mixtures cannot be transposed)")
         self.root, self.items, self.batch_size, self.num_workers = Path(root), items, batch_size, num_workers
-        self.seed, self.valid_items = seed, valid_items
+        self.seed, self.valid_items, self.reshare, self.transpose = seed, valid_items, reshare, transpose
         self._train: dict | None = None
         self._valid: dict | None = None
+        self._reshared: ResharedChordMixtures | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
@@ -114,14 +214,20 @@ class ChordDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed + (self.trainer.current_epoch if self.trainer else 0))
+        collate = reshared_collate if isinstance(dataset, ResharedChordMixtures) else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator, drop_last=shuffle,
-                          **loader_processes(self.num_workers))
+                          collate_fn=collate, **loader_processes(self.num_workers))
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
         if self.items == "sources":
             return self._loader(ChordSources(self._train), True)
-        dataset = ChordMixtures(self._train, self.seed)
+        if self.reshare:  # built once: it holds the note banks
+            if self._reshared is None:
+                self._reshared = ResharedChordMixtures(self.root, self._train, self.seed, self.transpose)
+            dataset: Dataset = self._reshared
+        else:
+            dataset = ChordMixtures(self._train, self.seed)
         dataset.set_epoch(self.trainer.current_epoch if self.trainer else 0)
         return self._loader(dataset, True)
 

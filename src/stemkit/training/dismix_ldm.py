@@ -38,7 +38,8 @@ class DisMixLDMSystem(StemkitSystem):
 
     Args:
         net: the model config; its ``vae`` field is filled from the ``vae`` file.
-        vae: the trained mel VAE (``stemkit fit --config configs/dismix/mel_vae_small.yaml``), frozen here.
+        vae: the trained mel VAE, frozen here: the shipped ``mel-vae-chorales`` or your own
+            (``stemkit fit --config configs/dismix/mel_vae_small.yaml``).
         lr, warmup_steps, decay_steps, min_lr_ratio: Adam and its schedule.
         use_bce, use_kl, use_bt: switch terms off (``use_bce: false`` is the paper's M2).
         ema_decay: decay of the exponential moving average of the decoder's weights.
@@ -46,7 +47,7 @@ class DisMixLDMSystem(StemkitSystem):
 
     family = "dismix-ldm"
 
-    def __init__(self, net: DisMixLDMConfig, vae: str = "runs/dismix-mel-vae-small/checkpoints/last.ckpt",
+    def __init__(self, net: DisMixLDMConfig, vae: str = "mel-vae-chorales",
                  lr: float = 1e-4, warmup_steps: int = 1000, decay_steps: int = 0, min_lr_ratio: float = 0.1,
                  use_bce: bool = True, use_kl: bool = True, use_bt: bool = True, ema_decay: float = 0.999) -> None:
         super().__init__()

@@ -70,22 +70,26 @@ class DisMixSimpleSystem(StemkitSystem):
             and :mod:`stemkit.disentanglement.losses`; summed terms left the transcriber at the label prior).
         bce_over_classes: with ``per_element``, the BCE still summed over the pitch classes (see
             :func:`dismix_losses`; averaged, it left the transcriber learning four times slower).
+        init_from: start from this model's weights (a shipped name such as ``dismix-chords``, an export or
+            a ``.ckpt`` of the same config), so training continues in another session from what shipped.
     """
 
     family = "dismix-simple"
 
     def __init__(self, net: DisMixSimpleConfig, lr: float = 4e-4, warmup_steps: int = 200, decay_steps: int = 0,
                  min_lr_ratio: float = 0.1, use_kl: bool = True, use_bt: bool = True, use_bce: bool = True,
-                 per_element: bool = True, bce_over_classes: bool = True) -> None:
+                 per_element: bool = True, bce_over_classes: bool = True, init_from: str | None = None) -> None:
         super().__init__()
         if isinstance(net, dict):
             net = DisMixSimpleConfig(**net)
         self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "lr": lr, "warmup_steps": warmup_steps,
                                    "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio, "use_kl": use_kl,
                                    "use_bt": use_bt, "use_bce": use_bce, "per_element": per_element,
-                                   "bce_over_classes": bce_over_classes})
+                                   "bce_over_classes": bce_over_classes, "init_from": init_from})
         self.config = net
         self.model = DisMixSimple(net)
+        if init_from:
+            self.start_from(init_from)
 
     def _terms(self, batch: dict, render_mixture: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
         out = self.model(batch["mix"], batch["queries"], batch["present"], render_mixture)
