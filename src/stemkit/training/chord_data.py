@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from stemkit.data.chords import (
     CHORD_INSTRUMENTS,
+    LOWEST_PITCH,
     NUM_PITCHES,
+    bank_pitches,
     chord_split,
     crop_samples,
     load_banks,
@@ -79,8 +81,6 @@ class ChordMixtures(Dataset):
 
 def train_chords(arrays: dict[str, np.ndarray]) -> list[tuple[int, ...]]:
     """The distinct chords of a split's stored mixtures (their bit-set codes decoded), sorted."""
-    from stemkit.data.chords import LOWEST_PITCH, NUM_PITCHES
-
     codes = {int(c) for c in arrays["chord"]}
     return sorted(tuple(LOWEST_PITCH + b for b in range(NUM_PITCHES) if code >> b & 1) for code in codes)
 
@@ -94,15 +94,13 @@ class ResharedChordMixtures(Dataset):
     heart — on the full model its validation BCE rose while the training BCE fell to a tenth of it
     (BENCHMARKS.md). The note bank renders any sharing exactly as ``stemkit data chords`` would, so a new
     one per draw costs the mels of a few 5 632-sample crops. Queries stay what :class:`ChordMixtures`
-    draws: the instrument's part in another stored training mixture. ``transpose`` moves the chord by up to that many
-    semitones; a transposed chord is used only if its pitches are in the bank and it hashes to the train
+    draws: the instrument's part in another stored training mixture. ``transpose`` moves the chord by up
+    to that many semitones; a transposed chord is used only if its pitches are in the bank and it hashes to the train
     split (:func:`~stemkit.data.chords.chord_split`), so no validation or test chord is ever trained on.
     Draws are seeded by (seed, epoch, item), so a run reproduces whatever the worker count.
     """
 
     def __init__(self, root: str | Path, arrays: dict[str, np.ndarray], seed: int = 0, transpose: int = 0) -> None:
-        from stemkit.data.chords import bank_pitches
-
         self.banks = load_banks(root)
         self.playable = set(bank_pitches(root))
         self.chords = train_chords(arrays)
