@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--decoder", default="griffin-lim", help="'griffin-lim' or a mel-vocoder for the VAE's mel settings")
     parser.add_argument("--json", type=Path, help="write every figure here too")
     args = parser.parse_args()
+    if args.tracks < 1 or args.seconds <= 0:
+        parser.error("--tracks must be at least 1 and --seconds above 0")
     torch.manual_seed(0)
     vae, _ = load_model(args.vae, family="mel-vae")
     vae.eval()

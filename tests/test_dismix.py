@@ -155,6 +155,8 @@ def test_reshared_training_mixtures_are_new_sharings_of_training_chords_made_as_
     assert torch.equal(batch["pitch"][0], torch.from_numpy(stored["pitch"][0].astype(np.float32)))
     with pytest.raises(ValueError, match="transpose needs reshare"):
         ChordDataModule(str(chord_dir), transpose=2)
+    with pytest.raises(ValueError, match="transpose must be at least 0"):
+        ChordDataModule(str(chord_dir), reshare=True, transpose=-1)
 
 
 def test_an_unfinished_chord_set_is_refused_until_finished(tmp_path, monkeypatch):

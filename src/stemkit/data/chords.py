@@ -280,6 +280,11 @@ def _chord_code(chord: tuple[int, ...]) -> int:
     return sum(1 << (p - LOWEST_PITCH) for p in chord)
 
 
+def chord_of_code(code: int) -> tuple[int, ...]:
+    """The chord a stored ``chord`` bit set stands for (the inverse of :func:`_chord_code`)."""
+    return tuple(LOWEST_PITCH + b for b in range(NUM_PITCHES) if int(code) >> b & 1)
+
+
 @dataclass
 class ShardJob:
     path: str

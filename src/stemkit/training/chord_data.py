@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from stemkit.data.chords import (
     CHORD_INSTRUMENTS,
-    LOWEST_PITCH,
     NUM_PITCHES,
     bank_pitches,
+    chord_of_code,
     chord_split,
     crop_samples,
     load_banks,
@@ -80,12 +80,11 @@ class ChordMixtures(Dataset):
 
 
 def train_chords(arrays: dict[str, np.ndarray]) -> list[tuple[int, ...]]:
-    """The distinct chords of a split's stored mixtures (their bit-set codes decoded), sorted."""
-    codes = {int(c) for c in arrays["chord"]}
-    return sorted(tuple(LOWEST_PITCH + b for b in range(NUM_PITCHES) if code >> b & 1) for code in codes)
+    """The distinct chords of a split's stored mixtures, sorted."""
+    return sorted(chord_of_code(code) for code in {int(c) for c in arrays["chord"]})
 
 
-class ResharedChordMixtures(Dataset):
+class ResharedChordMixtures(ChordMixtures):
     """Training mixtures made afresh from the note banks at every draw: the same items as
     :class:`ChordMixtures`, but each one a new sharing of a training chord (instruments, which notes each
     plays, velocities, soundfonts, crop), optionally transposed.
@@ -101,20 +100,13 @@ class ResharedChordMixtures(Dataset):
     """
 
     def __init__(self, root: str | Path, arrays: dict[str, np.ndarray], seed: int = 0, transpose: int = 0) -> None:
+        if transpose < 0:
+            raise ValueError(f"transpose must be at least 0, got {transpose}")
+        super().__init__(arrays, seed)
         self.banks = load_banks(root)
         self.playable = set(bank_pitches(root))
         self.chords = train_chords(arrays)
-        self.stored, self.pools = arrays, instrument_pools(arrays)
-        self.size = len(arrays["mix"])
-        self.seed, self.epoch, self.transpose = seed, 0, int(transpose)
-        if self.transpose < 0:
-            raise ValueError(f"transpose must be at least 0, got {transpose}")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.size
+        self.transpose = int(transpose)
 
     def _chord(self, rng: np.random.Generator) -> tuple[int, ...]:
         chord = self.chords[int(rng.integers(len(self.chords)))]
@@ -140,10 +132,10 @@ class ResharedChordMixtures(Dataset):
             sources[source.instrument] = source_audio(plan, source, self.banks)
             present[source.instrument] = True
             pitch[source.instrument] = multi_hot(source.pitches)
-        queries = np.zeros((slots,) + self.stored["sources"].shape[2:], np.float32)
+        queries = np.zeros((slots,) + self.arrays["sources"].shape[2:], np.float32)
         for slot in np.flatnonzero(present):  # this instrument's part in a stored training mixture, as ChordMixtures draws it
             pool = self.pools[slot]
-            queries[slot] = self.stored["sources"][int(pool[rng.integers(len(pool))]), slot]
+            queries[slot] = self.arrays["sources"][int(pool[rng.integers(len(pool))]), slot]
         return {"mix": torch.from_numpy(sources.sum(axis=0)), "sources": torch.from_numpy(sources),
                 "queries": torch.from_numpy(queries), "present": torch.from_numpy(present), "pitch": torch.from_numpy(pitch)}
 
@@ -197,6 +189,8 @@ class ChordDataModule(L.LightningDataModule):
         super().__init__()
         if items not in ("mixtures", "sources"):
             raise ValueError(f"items must be 'mixtures' or 'sources', got {items!r}")
+        if transpose < 0:
+            raise ValueError(f"transpose must be at least 0, got {transpose}")
         if transpose and not reshare:
             raise ValueError("transpose needs reshare: true (the stored mixtures cannot be transposed)")
         self.root, self.items, self.batch_size, self.num_workers = Path(root), items, batch_size, num_workers
