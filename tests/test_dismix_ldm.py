@@ -152,3 +152,69 @@ def test_instrument_crops_are_loud_parts_labelled_with_their_own_instrument(chor
     assert len(seen) >= 2
     with pytest.raises(StemkitError, match="lack"):
         ChoraleInstrumentCrops(tracks, 8000, ["violin"], items=1)
+
+
+def _tiny_vae_file(folder, seed: int):
+    from stemkit.models import save_model
+    from stemkit.synthesis.mel_vae import MelVAE, MelVAEConfig
+
+    torch.manual_seed(seed)
+    vae = MelVAE(MelVAEConfig(channels=8, channel_mults=[1, 2, 2], latent_channels=4, groups=4))
+    return vae.eval(), str(save_model(vae, folder / f"vae-{seed}.safetensors"))
+
+
+def test_cached_latents_are_the_vaes_latents_of_the_whole_track_sliced_at_the_same_draws(chorale_dir, tmp_path, one_thread):
+    """The cache serves the same draws (queries, rolls) as the audio path, with the excerpt's latent frames
+    of the whole track's encoding; it is reused when present and re-made for another VAE."""
+    from stemkit.audio.io import load_audio
+    from stemkit.training.chorale_parts import ChoralePartCrops, chorale_tracks
+    from stemkit.training.part_latents import encode_tracks
+
+    tracks = chorale_tracks(chorale_dir)[:2]
+    vae, vae_file = _tiny_vae_file(tmp_path, 0)
+    hop, segment = vae.hop, vae.hop * 10
+    paths = encode_tracks(vae_file, tracks, tmp_path / "cache", segment, workers=2, progress=False)
+    args = dict(segment=segment, query=hop * 5, hop=hop, mel_hop=vae.codec.hop, items=4, seed=0, fixed=True)
+    audio_items, cached = ChoralePartCrops(tracks, **args), ChoralePartCrops(tracks, **args, latents=paths)
+    for index in range(4):
+        a, c = audio_items[index], cached[index]
+        assert torch.equal(a["queries"], c["queries"]) and torch.equal(a["roll"], c["roll"])
+        assert "mix" not in c and c["source_latents"].shape == (len(tracks[0].stems), vae.feature_channels, 10)
+        track = start = None
+        for t in tracks:  # find the excerpt: its track and hop-aligned start
+            whole = load_audio(t.mix, mono=True)[0]
+            starts = [s for s in range(0, whole.shape[-1] - segment + 1, hop) if torch.equal(whole[..., s : s + segment], a["mix"])]
+            if starts:
+                track, start = t, starts[0]
+                break
+        assert track is not None
+        signals = [load_audio(p, mono=True)[0] for p in [track.mix, *track.stems]]
+        length = -(-max(s.shape[-1] for s in signals) // hop) * hop
+        with torch.no_grad():
+            expected = torch.cat([vae.features(torch.nn.functional.pad(s, (0, length - s.shape[-1]))[None]) for s in signals])
+        expected = expected[..., start // hop : start // hop + 10]
+        assert torch.allclose(c["mix_latent"], expected[0], atol=2e-2, rtol=1e-2)  # float16 storage
+        assert torch.allclose(c["source_latents"], expected[1:], atol=2e-2, rtol=1e-2)
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    assert encode_tracks(vae_file, tracks, tmp_path / "cache", segment, progress=False) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == stamps  # reused, not encoded again
+    _, other = _tiny_vae_file(tmp_path, 1)
+    assert set(encode_tracks(other, tracks, tmp_path / "cache", segment, progress=False)).isdisjoint(paths)
+
+
+def test_training_on_cached_latents_runs_and_refuses_another_vaes_cache(cli, chorale_dir, tmp_path):
+    """The real CLI: a fit from the cache of the model's own VAE runs; a cache of another VAE is one clear line."""
+    splits = {k: str(v) for k, v in split_folders(chorale_dir, tmp_path).items()}
+    _, vae_file = _tiny_vae_file(tmp_path, 0)
+    _, other = _tiny_vae_file(tmp_path, 1)
+    common = ["fit", "--config", str(REPO / "configs/dismix/chorales_ldm_tiny.yaml"), "--trainer.max_steps", "2",
+              "--trainer.accelerator", "cpu", "--data.train_dir", splits["train"], "--data.valid_dir", splits["valid"],
+              "--model.init_args.vae", vae_file, "--data.init_args.cache_dir", str(tmp_path / "cache")]
+    run = tmp_path / "ldm"
+    cli(*common, "--data.init_args.vae", vae_file, "--trainer.default_root_dir", str(run),
+        "--trainer.logger.init_args.save_dir", str(run), check=True)
+    assert (run / "checkpoints/last.ckpt").is_file() and len(list((tmp_path / "cache").glob("*.safetensors"))) == 3
+    bad = tmp_path / "bad"
+    result = cli(*common, "--data.init_args.vae", other, "--trainer.default_root_dir", str(bad),
+                 "--trainer.logger.init_args.save_dir", str(bad))
+    assert result.returncode != 0 and "encoded by another VAE" in result.stderr and "Traceback" not in result.stderr

@@ -25,6 +25,7 @@ from stemkit.errors import StemkitError
 from stemkit.midi.notes import Note, read_midi_tracks
 from stemkit.parallel import loader_processes
 from stemkit.training.monophonic_data import require_valid_dir
+from stemkit.training.part_latents import encode_tracks, read_latents, vae_fingerprint
 
 
 def pitch_roll(notes: list[Note], start: float, frames: int, frame_seconds: float) -> np.ndarray:
@@ -49,14 +50,21 @@ def chorale_tracks(root: str | Path, parts: int | None = None) -> list[ChoraleTr
 
 
 class ChoralePartCrops(Dataset):
-    """Items: ``mix`` [1, T], ``sources`` [S, 1, T], ``queries`` [S, 1, Tq], ``roll`` [S, T / mel_hop] (class per frame)."""
+    """Items: ``mix`` [1, T], ``sources`` [S, 1, T], ``queries`` [S, 1, Tq], ``roll`` [S, T / mel_hop] (class per frame).
+
+    With ``latents`` (one cache file per track), ``mix_latent`` [D, T / hop] and ``source_latents``
+    [S, D, T / hop] replace ``mix`` and ``sources``; the draws are the same.
+    """
 
     def __init__(self, tracks: list[ChoraleTrack], segment: int, query: int, hop: int, mel_hop: int,
-                 items: int, seed: int = 0, fixed: bool = False) -> None:
+                 items: int, seed: int = 0, fixed: bool = False, latents: list[Path] | None = None) -> None:
         if segment % hop or query % hop or hop % mel_hop:
             raise ValueError(f"segment ({segment}) and query ({query}) must be multiples of hop ({hop}), itself of mel_hop ({mel_hop})")
         self.tracks, self.segment, self.query, self.hop, self.mel_hop = tracks, segment, query, hop, mel_hop
         self.items, self.seed, self.fixed, self.epoch = items, seed, fixed, 0
+        if latents is not None and len(latents) != len(tracks):
+            raise ValueError(f"{len(latents)} latent files for {len(tracks)} tracks")
+        self.latents = latents
         self.lengths = [audio_info(t.mix).frames for t in tracks]
         self.sample_rate = audio_info(tracks[0].mix).sample_rate
         self._notes: dict[Path, list[Note]] = {}
@@ -95,13 +103,18 @@ class ChoralePartCrops(Dataset):
 
         rate = self.sample_rate
         frames = self.segment // self.mel_hop
-        return {
-            "mix": crop(track.mix, start, self.segment),
-            "sources": torch.stack([crop(s, start, self.segment) for s in track.stems]),
+        item = {
             "queries": torch.stack([crop(s, query_start, self.query) for s in track.stems]),
             "roll": torch.from_numpy(np.stack([pitch_roll(self._notes_of(track, s), start / rate, frames, self.mel_hop / rate)
                                                for s in track.stems])),
         }
+        if self.latents is None:
+            item["mix"] = crop(track.mix, start, self.segment)
+            item["sources"] = torch.stack([crop(s, start, self.segment) for s in track.stems])
+        else:
+            latents = read_latents(self.latents[k], start // self.hop, self.segment // self.hop)
+            item["mix_latent"], item["source_latents"] = latents[0], latents[1:]
+        return item
 
 
 class ChoralePartsDataModule(L.LightningDataModule):
@@ -112,29 +125,53 @@ class ChoralePartsDataModule(L.LightningDataModule):
         segment_seconds, query_seconds: excerpt and query lengths (rounded down to latent frames).
         hop, mel_hop: samples per latent frame and per mel frame (the mel VAE's; 640 and 160 by default).
         batch_size, items_per_epoch, num_workers, seed, valid_items: as for the other data modules.
+        vae: when set (the model's ``vae``, e.g. ``mel-vae-chorales``), serve cached latents of this frozen
+            VAE instead of the excerpts' audio; the model refuses a cache made by another VAE.
+        cache_dir: where the latents are kept, one file per track.
+        encode_workers: processes that encode the tracks not cached yet.
     """
 
     def __init__(self, train_dir: str = "data/random/train", valid_dir: str | None = "data/random/valid",
                  segment_seconds: float = 4.0, query_seconds: float = 2.0, hop: int = 640, mel_hop: int = 160,
                  batch_size: int = 8, items_per_epoch: int = 4000, num_workers: int = 1, seed: int = 0,
-                 valid_items: int = 32) -> None:
+                 valid_items: int = 32, vae: str | None = None, cache_dir: str = "runs/latent-cache/chorale-parts",
+                 encode_workers: int = 2) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.sample_rate: int | None = None
+        self.vae_fingerprint: str | None = None
 
     def _samples(self, seconds: float, rate: int) -> int:
         hop = self.hparams.hop
         return max(hop, int(seconds * rate) // hop * hop)
 
-    def setup(self, stage: str | None = None) -> None:
+    def _splits(self) -> tuple[list[ChoraleTrack], list[ChoraleTrack], int]:
         hp = self.hparams
         train = chorale_tracks(hp.train_dir)
         valid = chorale_tracks(require_valid_dir(hp.train_dir, hp.valid_dir), parts=len(train[0].stems))
-        rate = audio_info(train[0].mix).sample_rate
+        return train, valid, audio_info(train[0].mix).sample_rate
+
+    def prepare_data(self) -> None:
+        """Encode the tracks whose latents are not cached yet (once per node under DDP)."""
+        hp = self.hparams
+        if hp.vae is None:
+            return
+        train, valid, rate = self._splits()
+        encode_tracks(hp.vae, train + valid, hp.cache_dir, self._samples(hp.segment_seconds, rate), hp.encode_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        train, valid, rate = self._splits()
         self.sample_rate = rate
-        args = (self._samples(hp.segment_seconds, rate), self._samples(hp.query_seconds, rate), hp.hop, hp.mel_hop)
-        self.train_set = ChoralePartCrops(train, *args, hp.items_per_epoch, hp.seed)
-        self.valid_set = ChoralePartCrops(valid, *args, hp.valid_items, hp.seed + 1, fixed=True)
+        segment = self._samples(hp.segment_seconds, rate)
+        latents: dict[str, list[Path] | None] = {"train": None, "valid": None}
+        if hp.vae is not None:
+            for name, tracks in (("train", train), ("valid", valid)):
+                latents[name] = encode_tracks(hp.vae, tracks, hp.cache_dir, segment, hp.encode_workers)
+            self.vae_fingerprint = vae_fingerprint(hp.vae)
+        args = (segment, self._samples(hp.query_seconds, rate), hp.hop, hp.mel_hop)
+        self.train_set = ChoralePartCrops(train, *args, hp.items_per_epoch, hp.seed, latents=latents["train"])
+        self.valid_set = ChoralePartCrops(valid, *args, hp.valid_items, hp.seed + 1, fixed=True, latents=latents["valid"])
 
     def train_dataloader(self) -> DataLoader:
         self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from stemkit.disentanglement.dismix_ldm import DisMixLDM, DisMixLDMConfig
 from stemkit.disentanglement.losses import barlow_twins_diagonal, kl_to_standard_normal
 from stemkit.errors import StemkitError
+from stemkit.training.latent_synth import weights_fingerprint
 from stemkit.training.system import StemkitSystem
 
 
@@ -73,12 +74,20 @@ class DisMixLDMSystem(StemkitSystem):
         hop = self.model.hop
         if datamodule is not None and getattr(datamodule.hparams, "hop", hop) != hop:
             raise StemkitError(f"data.hop is {datamodule.hparams.hop} but the mel VAE's latent frame is {hop} samples")
+        cached = getattr(datamodule, "vae_fingerprint", None)
+        if cached is not None and cached != weights_fingerprint(self.model.vae):
+            raise StemkitError(
+                f"the data's latents were encoded by another VAE than this model's ({datamodule.hparams.vae} vs {self.hparams.vae}): "
+                "give model and data the same `vae`")
 
     def _terms(self, batch: dict, drop: float) -> tuple[dict[str, torch.Tensor], object]:
         model = self.model
         with torch.no_grad():
-            mix_latent = model.latent(batch["mix"])
-            source_latents = model.latent(batch["sources"])
+            if "mix_latent" in batch:  # served from the data module's cache of this VAE's latents
+                mix_latent, source_latents = batch["mix_latent"], batch["source_latents"]
+            else:
+                mix_latent = model.latent(batch["mix"])
+                source_latents = model.latent(batch["sources"])
             queries = batch["queries"]
             query_mels = model.vae.mel(queries.flatten(0, 1)).unflatten(0, queries.shape[:2])
         latents = model.encode(mix_latent, query_mels)
@@ -110,7 +119,7 @@ class DisMixLDMSystem(StemkitSystem):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         terms, _ = self._terms(batch, 0.0)
         for name, value in terms.items():
-            self.log(f"valid/{name}", value, batch_size=batch["mix"].shape[0], sync_dist=True, prog_bar=name == "total")
+            self.log(f"valid/{name}", value, batch_size=batch["roll"].shape[0], sync_dist=True, prog_bar=name == "total")
 
     def configure_optimizers(self):
         trained = [p for name, p in self.model.named_parameters() if not name.startswith("vae.")]
