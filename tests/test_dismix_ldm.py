@@ -83,6 +83,28 @@ def test_set_decoding_lets_sources_see_each_other_and_single_decoding_does_not(s
     assert torch.allclose(_denoised(model, x[:, perm], cond[:, perm]), first[:, perm], atol=1e-5)
 
 
+def test_single_decoding_of_a_set_model_keeps_each_part_from_the_others_with_the_same_noise(one_thread):
+    """Table 3's "Single" column: a set-trained model decodes each part alone; alone it matches a one-part set."""
+    model = _model(set_decoding=True).eval()
+    for p in model.denoiser.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    d = model.config.latent_dim
+    cond = torch.randn(1, 3, 2 * d, 4)
+    changed = cond.clone()
+    changed[:, 2] += 1.0
+
+    def decoded(c: torch.Tensor, single: bool) -> torch.Tensor:
+        return model.decode(c, steps=2, generator=torch.Generator().manual_seed(0), single=single)
+
+    joint, alone = decoded(cond, False), decoded(cond, True)
+    assert not torch.allclose(decoded(changed, False)[:, :2], joint[:, :2], atol=1e-6)  # together the parts interact
+    assert torch.allclose(decoded(changed, True)[:, :2], alone[:, :2], atol=1e-6)  # alone they do not
+    assert not torch.allclose(joint, alone, atol=1e-4)
+    noise = torch.Generator().manual_seed(0)
+    first = model.decode(cond[:, :1], steps=2, generator=noise)  # the first part as a set of one, same first noise
+    assert float((alone[:, 0] - first[:, 0]).abs().max()) <= 1e-4 * float(first.abs().max()), float((alone[:, 0] - first[:, 0]).abs().max() / first.abs().max())
+
+
 def test_the_pitch_roll_is_the_sounding_pitch_per_frame_centre_or_no_note():
     from stemkit.training.chorale_parts import pitch_roll
 
@@ -211,10 +233,10 @@ def test_training_on_cached_latents_runs_and_refuses_another_vaes_cache(cli, cho
               "--trainer.accelerator", "cpu", "--data.train_dir", splits["train"], "--data.valid_dir", splits["valid"],
               "--model.init_args.vae", vae_file, "--data.init_args.cache_dir", str(tmp_path / "cache")]
     run = tmp_path / "ldm"
-    cli(*common, "--data.init_args.vae", vae_file, "--trainer.default_root_dir", str(run),
+    cli(*common, "--data.init_args.latent_vae", vae_file, "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run), check=True)
     assert (run / "checkpoints/last.ckpt").is_file() and len(list((tmp_path / "cache").glob("*.safetensors"))) == 3
     bad = tmp_path / "bad"
-    result = cli(*common, "--data.init_args.vae", other, "--trainer.default_root_dir", str(bad),
+    result = cli(*common, "--data.init_args.latent_vae", other, "--trainer.default_root_dir", str(bad),
                  "--trainer.logger.init_args.save_dir", str(bad))
     assert result.returncode != 0 and "encoded by another VAE" in result.stderr and "Traceback" not in result.stderr

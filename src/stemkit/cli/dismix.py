@@ -158,6 +158,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=float, default=0.0, help="dismix-ldm: where each excerpt starts (seconds)")
     p.add_argument("--seconds", type=float, default=4.0, help="dismix-ldm: excerpt length (seconds)")
     p.add_argument("--device", default="auto", help="dismix-ldm: auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--single", action="store_true",
+                   help="dismix-ldm: decode each part alone instead of all parts of a mixture together (Table 3's "
+                        "'Single' column)")
     p.add_argument("--seed", type=int, default=0, help="seed of the queries and the swaps")
     p.add_argument("--json", type=Path, default=None, help="also write the results here (JSON)")
     add_quiet(p)
@@ -183,7 +186,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         from stemkit.disentanglement.swap import TimbreSwapper
         from stemkit.disentanglement.timbre_evaluation import evaluate_timbre_swaps, format_timbre_table
 
-        swapper = TimbreSwapper(args.model, device=args.device, steps=args.steps)
+        swapper = TimbreSwapper(args.model, device=args.device, steps=args.steps, single=args.single)
         result = evaluate_timbre_swaps(swapper, classifier, args.dataset, args.limit, args.start, args.seconds, args.seed,
                                        progress=not args.quiet)
         table = format_timbre_table(result)
@@ -191,6 +194,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         result = evaluate_swaps(model, classifier, args.dataset, args.split, args.seed, args.limit, progress=not args.quiet)
         table = format_table(result)
     result.update({"model": str(args.model), "classifier": str(classifier_name), "dataset": str(args.dataset)})
+    if model.family == "dismix-ldm":
+        result.update({"steps": args.steps, "decoding": "single" if args.single or not model.config.set_decoding else "set"})
     print(table)
     if args.json is not None:
         from stemkit.atomic import atomic_output

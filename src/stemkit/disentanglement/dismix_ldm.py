@@ -202,11 +202,19 @@ class DisMixLDM(nn.Module):
 
     @torch.no_grad()
     def decode(self, condition: torch.Tensor, steps: int = 32, sampler: str = "heun", cfg: float = 1.0,
-               generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-        """Sample the sources' latents ``[B, S, D, T']`` for ``s`` ``[B, S, 2D, T']``."""
+               generator: torch.Generator | None = None, progress: bool = False, single: bool = False) -> torch.Tensor:
+        """Sample the sources' latents ``[B, S, D, T']`` for ``s`` ``[B, S, 2D, T']``.
+
+        ``single`` decodes each source as a set of its own even for a set-trained model (the paper's
+        "Single" column: N_s separate passes); the noise drawn is the same as for the joint decoding.
+        """
         from stemkit.diffusion.guidance import ClassifierFreeGuidance
         from stemkit.diffusion.samplers import sample
 
+        if single and self.config.set_decoding:
+            batch, sources = condition.shape[:2]
+            alone = self.decode(condition.reshape(batch * sources, 1, *condition.shape[2:]), steps, sampler, cfg, generator, progress)
+            return alone.reshape(batch, sources, *alone.shape[2:])
         cond_tensor, (batch, sources) = self._as_decoded(condition)
         denoiser = self.denoiser if cfg == 1.0 else ClassifierFreeGuidance(self.denoiser, cfg)
         shape = (*cond_tensor.shape[:2], self.config.latent_dim, cond_tensor.shape[-1])

@@ -114,10 +114,11 @@ class TimbreSwapper:
         model: a shipped name, an exported ``.safetensors`` or a ``stemkit fit`` ``.ckpt`` of the ``dismix-ldm`` family.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         steps, sampler, cfg: the decoder's EDM sampling.
+        single: decode each part alone rather than all parts together (Table 3's "Single" column).
     """
 
     def __init__(self, model: str = "dismix-chorales", device: str = "auto", steps: int = 32, sampler: str = "heun",
-                 cfg: float = 1.0, progress: bool = False) -> None:
+                 cfg: float = 1.0, progress: bool = False, single: bool = False) -> None:
         from stemkit.diffusion import SAMPLERS
         from stemkit.models import load_model
         from stemkit.jobs import pick_device
@@ -131,7 +132,7 @@ class TimbreSwapper:
         self.model.to(self.device)
         self.name = self.meta.get("name", str(model))
         self.source = str(model)  #: what the user named: recorded in latents files so decode finds the model again
-        self.steps, self.sampler, self.cfg, self.progress = steps, sampler, cfg, progress
+        self.steps, self.sampler, self.cfg, self.progress, self.single = steps, sampler, cfg, progress, single
 
     @property
     def sample_rate(self) -> int:
@@ -195,7 +196,8 @@ class TimbreSwapper:
         nu, tau = parts.nu.to(self.device), parts.tau.to(self.device)
         condition = torch.cat([nu, tau.unsqueeze(-1).expand_as(nu)], dim=1)[None]
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        source_latents = self.model.decode(condition, self.steps, self.sampler, self.cfg, generator, self.progress)
+        source_latents = self.model.decode(condition, self.steps, self.sampler, self.cfg, generator, self.progress,
+                                           single=self.single)
         audio = self.model.render(source_latents)[0].cpu()
         return torch.nn.functional.pad(audio, (0, max(0, parts.samples - audio.shape[-1])))[..., : parts.samples]
 

@@ -125,8 +125,8 @@ class ChoralePartsDataModule(L.LightningDataModule):
         segment_seconds, query_seconds: excerpt and query lengths (rounded down to latent frames).
         hop, mel_hop: samples per latent frame and per mel frame (the mel VAE's; 640 and 160 by default).
         batch_size, items_per_epoch, num_workers, seed, valid_items: as for the other data modules.
-        vae: when set (the model's ``vae``, e.g. ``mel-vae-chorales``), serve cached latents of this frozen
-            VAE instead of the excerpts' audio; the model refuses a cache made by another VAE.
+        latent_vae: when set (to the model's ``vae``, e.g. ``mel-vae-chorales``), serve cached latents of
+            this frozen VAE instead of the excerpts' audio; the model refuses latents of another VAE.
         cache_dir: where the latents are kept, one file per track.
         encode_workers: processes that encode the tracks not cached yet.
     """
@@ -134,7 +134,7 @@ class ChoralePartsDataModule(L.LightningDataModule):
     def __init__(self, train_dir: str = "data/random/train", valid_dir: str | None = "data/random/valid",
                  segment_seconds: float = 4.0, query_seconds: float = 2.0, hop: int = 640, mel_hop: int = 160,
                  batch_size: int = 8, items_per_epoch: int = 4000, num_workers: int = 1, seed: int = 0,
-                 valid_items: int = 32, vae: str | None = None, cache_dir: str = "runs/latent-cache/chorale-parts",
+                 valid_items: int = 32, latent_vae: str | None = None, cache_dir: str = "runs/latent-cache/chorale-parts",
                  encode_workers: int = 2) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -154,10 +154,10 @@ class ChoralePartsDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Encode the tracks whose latents are not cached yet (once per node under DDP)."""
         hp = self.hparams
-        if hp.vae is None:
+        if hp.latent_vae is None:
             return
         train, valid, rate = self._splits()
-        encode_tracks(hp.vae, train + valid, hp.cache_dir, self._samples(hp.segment_seconds, rate), hp.encode_workers)
+        encode_tracks(hp.latent_vae, train + valid, hp.cache_dir, self._samples(hp.segment_seconds, rate), hp.encode_workers)
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -165,10 +165,10 @@ class ChoralePartsDataModule(L.LightningDataModule):
         self.sample_rate = rate
         segment = self._samples(hp.segment_seconds, rate)
         latents: dict[str, list[Path] | None] = {"train": None, "valid": None}
-        if hp.vae is not None:
+        if hp.latent_vae is not None:
             for name, tracks in (("train", train), ("valid", valid)):
-                latents[name] = encode_tracks(hp.vae, tracks, hp.cache_dir, segment, hp.encode_workers)
-            self.vae_fingerprint = vae_fingerprint(hp.vae)
+                latents[name] = encode_tracks(hp.latent_vae, tracks, hp.cache_dir, segment, hp.encode_workers)
+            self.vae_fingerprint = vae_fingerprint(hp.latent_vae)
         args = (segment, self._samples(hp.query_seconds, rate), hp.hop, hp.mel_hop)
         self.train_set = ChoralePartCrops(train, *args, hp.items_per_epoch, hp.seed, latents=latents["train"])
         self.valid_set = ChoralePartCrops(valid, *args, hp.valid_items, hp.seed + 1, fixed=True, latents=latents["valid"])

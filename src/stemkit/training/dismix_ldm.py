@@ -77,8 +77,8 @@ class DisMixLDMSystem(StemkitSystem):
         cached = getattr(datamodule, "vae_fingerprint", None)
         if cached is not None and cached != weights_fingerprint(self.model.vae):
             raise StemkitError(
-                f"the data's latents were encoded by another VAE than this model's ({datamodule.hparams.vae} vs {self.hparams.vae}): "
-                "give model and data the same `vae`")
+                f"the data's latents were encoded by another VAE than this model's ({datamodule.hparams.latent_vae} vs {self.hparams.vae}): "
+                "give data.latent_vae the model's `vae`")
 
     def _terms(self, batch: dict, drop: float) -> tuple[dict[str, torch.Tensor], object]:
         model = self.model
