@@ -164,14 +164,14 @@ class ChoralePartsDataModule(L.LightningDataModule):
         train, valid, rate = self._splits()
         self.sample_rate = rate
         segment = self._samples(hp.segment_seconds, rate)
-        latents: dict[str, list[Path] | None] = {"train": None, "valid": None}
-        if hp.latent_vae is not None:
-            for name, tracks in (("train", train), ("valid", valid)):
-                latents[name] = encode_tracks(hp.latent_vae, tracks, hp.cache_dir, segment, hp.encode_workers)
+        train_latents = valid_latents = None
+        if hp.latent_vae is not None:  # the paths prepare_data filled (encoding here only what a skipped prepare_data left)
+            paths = encode_tracks(hp.latent_vae, train + valid, hp.cache_dir, segment, hp.encode_workers)
+            train_latents, valid_latents = paths[: len(train)], paths[len(train) :]
             self.vae_fingerprint = vae_fingerprint(hp.latent_vae)
         args = (segment, self._samples(hp.query_seconds, rate), hp.hop, hp.mel_hop)
-        self.train_set = ChoralePartCrops(train, *args, hp.items_per_epoch, hp.seed, latents=latents["train"])
-        self.valid_set = ChoralePartCrops(valid, *args, hp.valid_items, hp.seed + 1, fixed=True, latents=latents["valid"])
+        self.train_set = ChoralePartCrops(train, *args, hp.items_per_epoch, hp.seed, latents=train_latents)
+        self.valid_set = ChoralePartCrops(valid, *args, hp.valid_items, hp.seed + 1, fixed=True, latents=valid_latents)
 
     def train_dataloader(self) -> DataLoader:
         self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)

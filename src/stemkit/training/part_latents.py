@@ -41,8 +41,9 @@ def _vae(source: str):
     return load_mel_vae(source)
 
 
+@lru_cache(maxsize=2)
 def vae_fingerprint(source: str) -> str:
-    """The hash of the weights of the mel VAE ``source`` (a name, ``.safetensors`` or ``.ckpt``)."""
+    """The hash of the weights of the mel VAE ``source`` (a name, ``.safetensors`` or ``.ckpt``), computed once per process."""
     return weights_fingerprint(_vae(source))
 
 
@@ -57,10 +58,10 @@ def cache_file(cache_dir: str | Path, track: ChoraleTrack, fingerprint: str, min
 
 
 @torch.no_grad()
-def encode_track(job: tuple[str, ChoraleTrack, str, int]) -> str:
+def encode_track(job: tuple[str, str, ChoraleTrack, str, int]) -> str:
     """Encode one track's mixture and stems (padded to a whole number of latent frames, and to at least
     ``min_samples``) into ``[1 + S, D, T']`` float16, written atomically to ``path``."""
-    source, track, path, min_samples = job
+    source, fingerprint, track, path, min_samples = job
     vae = _vae(source)
     signals = [load_audio(p, mono=True)[0] for p in [track.mix, *track.stems]]
     length = max(max(s.shape[-1] for s in signals), min_samples)
@@ -69,7 +70,7 @@ def encode_track(job: tuple[str, ChoraleTrack, str, int]) -> str:
     latents = torch.cat([vae.features(audio[i : i + 1]) for i in range(audio.shape[0])])
     with atomic_output(path) as tmp:
         save_file({"latents": latents.to(torch.float16).contiguous()}, str(tmp),
-                  metadata={"vae_fingerprint": weights_fingerprint(vae), "track": track.name})
+                  metadata={"vae_fingerprint": fingerprint, "track": track.name})
     return path
 
 
@@ -78,7 +79,7 @@ def encode_tracks(source: str, tracks: list[ChoraleTrack], cache_dir: str | Path
     """The cache files of ``tracks``, encoding those not cached yet in ``workers`` spawned processes."""
     fingerprint = vae_fingerprint(source)
     paths = [cache_file(cache_dir, t, fingerprint, min_samples) for t in tracks]
-    todo = [(source, t, str(p), min_samples) for t, p in zip(tracks, paths) if not p.is_file()]
+    todo = [(source, fingerprint, t, str(p), min_samples) for t, p in zip(tracks, paths) if not p.is_file()]
     if todo:
         map_with_progress(encode_track, todo, workers=workers, desc="encoding tracks with the mel VAE", unit="track",
                           progress=progress)
