@@ -120,9 +120,11 @@ def _overrides(kind: str, request, root: Path) -> list[str]:
         return [*paths, "--data.init_args.segment_frames", "32", "--data.init_args.valid_items", "1"]
     if kind == "instruments":  # the test chorales are string quartets: the 13 classes still fit
         return [*paths, "--data.init_args.batch_size", "2", "--data.init_args.valid_items", "2", "--data.init_args.seconds", "0.5"]
-    if kind == "parts":
-        return [*paths, "--model.init_args.vae", str(request.getfixturevalue("tiny_mel_vae")), "--data.init_args.segment_seconds",
-                "0.64", "--data.init_args.query_seconds", "0.32", "--data.init_args.valid_items", "1"]
+    if kind == "parts":  # model and data name the same VAE: the data serves its cached latents
+        mel_vae = str(request.getfixturevalue("tiny_mel_vae"))
+        return [*paths, "--model.init_args.vae", mel_vae, "--data.init_args.latent_vae", mel_vae, "--data.init_args.cache_dir",
+                str(root / "cache"), "--data.init_args.segment_seconds", "0.64", "--data.init_args.query_seconds", "0.32",
+                "--data.init_args.valid_items", "1"]
     vae = str(request.getfixturevalue("tiny_vae"))
     return [*paths, "--model.init_args.vae", vae, "--data.init_args.vae", vae, "--data.init_args.cache_dir", str(root / "cache"),
             "--data.init_args.cache_crops", "2", "--data.init_args.cache_frames", "64", "--data.init_args.segment_frames", "64",
