@@ -155,9 +155,10 @@ def test_t5film_masked_tokens_do_not_matter_and_real_ones_do():
 # ---------------------------------------------------------------- DiT: a set stays a set
 
 
-def test_dit_permuting_sources_permutes_the_output():
+@pytest.mark.parametrize("in_tokens", [False, True], ids=["adaln", "adaln+tokens"])
+def test_dit_permuting_sources_permutes_the_output(in_tokens):
     torch.manual_seed(0)
-    net = perturb(small_dit()).eval()
+    net = perturb(small_dit(frames_in_tokens=in_tokens)).eval()
     x, c_noise, cond = dit_inputs(sources=3)
     perm = torch.tensor([2, 0, 1])
     permuted = {"timbre": cond["timbre"][:, perm], "style": cond["style"], "pitch": cond["pitch"][:, perm]}
@@ -178,6 +179,27 @@ def test_dit_swapping_two_sources_conditions_swaps_their_outputs():
     out, out_swapped = net(x, c_noise, cond), net(x, c_noise, swapped)
     torch.testing.assert_close(out_swapped, out[:, swap], atol=1e-5, rtol=1e-5)
     assert (out[:, 0] - out[:, 1]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("in_tokens", [False, True], ids=["adaln", "adaln+tokens"])
+def test_dit_frames_in_tokens_reads_the_condition_through_the_tokens(in_tokens):
+    """With the frames condition's adaLN embedding zeroed, the pitch reaches the output only if
+    ``frames_in_tokens`` adds it to the tokens."""
+    torch.manual_seed(0)
+    net = perturb(small_dit(frames_in_tokens=in_tokens)).eval()
+    with torch.no_grad():
+        for layer in net.frame_in:
+            layer.weight.zero_()
+            layer.bias.zero_()
+    x, c_noise, cond = dit_inputs(sources=3, length=12)
+    changed = {**cond, "pitch": cond["pitch"].clone()}
+    changed["pitch"][:, 1, :, 4:8] += 1.0  # source 1's second patch
+    delta = (net(x, c_noise, changed) - net(x, c_noise, cond)).abs()
+    if not in_tokens:
+        assert delta.max() < 1e-6
+    else:
+        assert delta[:, 1].max() > 1e-3
+        assert len(net.frame_tokens) == 1
 
 
 # ---------------------------------------------------------------- null conditions and guidance

@@ -242,3 +242,32 @@ def test_training_on_cached_latents_runs_and_refuses_another_vaes_cache(cli, cho
     # one clear last line (an earlier in-process test's logging handler may print "--- Logging error ---" above it)
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0 and last.startswith("stemkit:") and "encoded by another VAE" in last
+
+
+def test_a_run_starts_from_an_exported_model_on_the_same_vae_and_refuses_another_vaes(tmp_path):
+    """init_from: a DisMix-LDM run continues in another session from the model it exported (live weights
+    and the decoder's EMA); a model whose decoder learnt another VAE's latent space is one line of error."""
+    from stemkit.errors import StemkitError
+    from stemkit.models import save_model
+    from stemkit.training.dismix_ldm import DisMixLDMSystem
+
+    vae, vae_file = _tiny_vae_file(tmp_path, 0)
+    _, other_vae = _tiny_vae_file(tmp_path, 1)
+    torch.manual_seed(3)
+    net = dict(vae=vae.config.to_dict(), hidden=16, layers=2, query_channels=8,
+               network={"patch": 2, "width": 32, "depth": 1, "heads": 2, "embedding_dim": 32})
+    donor = DisMixLDM(DisMixLDMConfig(**net))
+    donor.vae.load_state_dict(vae.state_dict())
+    for p in donor.denoiser.parameters():  # not the zero start a fresh system has
+        p.data.normal_(std=0.1)
+    path = str(save_model(donor, tmp_path / "donor"))
+    system = DisMixLDMSystem(net=net, vae=vae_file, init_from=path)
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(system.model.state_dict()[name], value, rtol=0, atol=0)
+    for name, value in donor.denoiser.state_dict().items():
+        torch.testing.assert_close(system.ema.state_dict()[name], value, rtol=0, atol=0)
+    assert system.hparams["init_from"] == path and not any(p.requires_grad for p in system.model.vae.parameters())
+    with pytest.raises(StemkitError, match="another mel VAE"):
+        DisMixLDMSystem(net=net, vae=other_vae, init_from=path)
+    with pytest.raises(StemkitError, match="config differs in hidden"):
+        DisMixLDMSystem(net=dict(net, hidden=32), vae=vae_file, init_from=path)

@@ -44,13 +44,17 @@ class DisMixLDMSystem(StemkitSystem):
         lr, warmup_steps, decay_steps, min_lr_ratio: Adam and its schedule.
         use_bce, use_kl, use_bt: switch terms off (``use_bce: false`` is the paper's M2).
         ema_decay: decay of the exponential moving average of the decoder's weights.
+        init_from: start from this model's weights (an export, a shipped name or a ``.ckpt`` of the same
+            config), so a run continues in another session from the model it exported; the optimizer and
+            schedule start afresh.
     """
 
     family = "dismix-ldm"
 
     def __init__(self, net: DisMixLDMConfig, vae: str = "mel-vae-chorales",
                  lr: float = 1e-4, warmup_steps: int = 1000, decay_steps: int = 0, min_lr_ratio: float = 0.1,
-                 use_bce: bool = True, use_kl: bool = True, use_bt: bool = True, ema_decay: float = 0.999) -> None:
+                 use_bce: bool = True, use_kl: bool = True, use_bt: bool = True, ema_decay: float = 0.999,
+                 init_from: str | None = None) -> None:
         super().__init__()
         if isinstance(net, dict):
             net = DisMixLDMConfig(**net)
@@ -58,12 +62,19 @@ class DisMixLDMSystem(StemkitSystem):
         net.vae = source.config.to_dict()
         self.save_hyperparameters({"family": self.family, "net": net.to_dict(), "vae": vae, "lr": lr,
                                    "warmup_steps": warmup_steps, "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio,
-                                   "use_bce": use_bce, "use_kl": use_kl, "use_bt": use_bt, "ema_decay": ema_decay})
+                                   "use_bce": use_bce, "use_kl": use_kl, "use_bt": use_bt, "ema_decay": ema_decay,
+                                   "init_from": init_from})
         self.config = net
         self.model = DisMixLDM(net)
         self.model.vae.load_state_dict(source.state_dict())
         self.model.vae.requires_grad_(False).eval()
         self.ema = copy.deepcopy(self.model.denoiser).requires_grad_(False)
+        if init_from:
+            expected = weights_fingerprint(self.model.vae)
+            self.start_from(init_from)
+            if weights_fingerprint(self.model.vae) != expected:  # its decoder learnt another latent space
+                raise StemkitError(f"init_from {init_from}: it was trained on another mel VAE than {vae}")
+            self.model.vae.requires_grad_(False).eval()
 
     def on_fit_start(self) -> None:
         self.model.vae.eval()

@@ -27,6 +27,11 @@ What this module does, and why:
   shared by all sources), patched like ``x`` and linearly embedded per token — DisMix's
   frame-aligned pitch latent concatenated with the broadcast timbre latent becomes the sum of the two
   embeddings here. ``tokens`` conditions (sequences to cross-attend to) are not read: use ``t5film``.
+- ``frames_in_tokens`` (off by default; not in DisMix) adds each frames condition's patch embedding to
+  the input tokens as well. Why: through adaLN a condition can only rescale and shift normalised
+  features, and the zero-initialised modulation passes it little gradient at first; a dense,
+  frame-aligned content condition (a pitch roll) is usually read faster when it joins the residual
+  stream, as in-context conditioning does. BENCHMARKS.md measures both readings on DisMix-LDM.
 - Each block: ``h += gate₁·Attn(LN(h)·(1+scale₁)+shift₁)``, ``h += gate₂·MLP(LN(h)·(1+scale₂)+shift₂)``
   with the six vectors from a zero-initialised ``Linear(SiLU(c))``; the final layer is an
   adaLN-modulated norm and a zero-initialised linear back to patches (DiT's pre-norm form; DisMix
@@ -61,6 +66,9 @@ class DiTConfig:
     #: ([B, S, dim, T] per source or [B, dim, T] shared); ``tokens`` conditions are rejected
     conditions: list[dict] = field(default_factory=list)
     embedding_dim: int = 256  #: width of the conditioning vector ``c`` (noise embedding + conditions)
+    #: also add each ``frames`` condition's patch embedding to the input tokens (in-context, beyond DisMix's
+    #: adaLN-only reading): a frame-aligned content condition then enters the residual stream directly
+    frames_in_tokens: bool = False
 
     def __post_init__(self) -> None:
         kinds = {spec.kind for spec in self.specs()}
@@ -177,6 +185,8 @@ class DiT(nn.Module):
         self.vector_conditions = nn.ModuleList(VectorCondition(s, emb) for s in specs if s.kind == "vector")
         self.frame_conditions = nn.ModuleList(FrameCondition(s) for s in specs if s.kind == "frames")
         self.frame_in = nn.ModuleList(nn.Linear(s.dim * patch, emb) for s in specs if s.kind == "frames")
+        self.frame_tokens = nn.ModuleList(nn.Linear(s.dim * patch, width) for s in specs
+                                          if s.kind == "frames" and config.frames_in_tokens)
         self.blocks = nn.ModuleList(DiTBlock(width, config.heads, config.mlp_ratio, emb) for _ in range(config.depth))
         self.final = FinalLayer(width, config.in_channels * patch, emb)
 
@@ -201,8 +211,11 @@ class DiT(nn.Module):
         c = c[:, None, None]  # [B, 1, 1, E]
         for vector in self.vector_conditions:
             c = c + self._vector(vector, cond, batch, sources, x)
-        for frames, embed in zip(self.frame_conditions, self.frame_in):
-            c = c + embed(_patchify(F.pad(self._frames(frames, cond, batch, sources, length, x), (0, pad)), patch))
+        for index, (frames, embed) in enumerate(zip(self.frame_conditions, self.frame_in)):
+            patches = _patchify(F.pad(self._frames(frames, cond, batch, sources, length, x), (0, pad)), patch)
+            c = c + embed(patches)
+            if cfg.frames_in_tokens:
+                h = h + self.frame_tokens[index](patches)
         c = c.expand(batch, sources, n, cfg.embedding_dim).reshape(batch, sources * n, cfg.embedding_dim)
 
         h = h.reshape(batch, sources * n, cfg.width)  # one sequence: every token of every source
