@@ -271,3 +271,82 @@ def test_a_run_starts_from_an_exported_model_on_the_same_vae_and_refuses_another
         DisMixLDMSystem(net=net, vae=other_vae, init_from=path)
     with pytest.raises(StemkitError, match="config differs in hidden"):
         DisMixLDMSystem(net=dict(net, hidden=32), vae=vae_file, init_from=path)
+
+
+def test_pitch_reliance_is_zero_for_a_decoder_deaf_to_pitch_or_for_silence_and_not_otherwise(one_thread):
+    """valid/pitch_reliance: the loss gap between the parts' own notes and the notes moved a tritone, at the
+    same σ and noise. A fresh adaLN-Zero decoder ignores its conditions (gap exactly 0); so does any
+    decoder when every frame is silence (NO_NOTE is not moved); a decoder that reads ν shows a gap."""
+    from stemkit.training.dismix_ldm import pitch_reliance
+
+    model = _model().eval()
+    mix_latent, query_mels = _inputs(model)
+    latents = model.encode(mix_latent, query_mels)
+    x0 = torch.randn(2, 3, model.config.latent_dim, 4)
+    own, moved = pitch_reliance(model, x0, latents, seed=0)
+    assert own.item() == moved.item()
+    for p in model.denoiser.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    with torch.no_grad():  # a clear note per frame, so the 0.5 threshold keeps it
+        latents.logits.fill_(-9.0)
+        latents.logits[:, :, 60] = 9.0
+    own, moved = pitch_reliance(model, x0, latents, seed=0)
+    assert torch.equal(own, pitch_reliance(model, x0, latents, seed=0)[0])  # same σ and noise each call
+    assert abs(moved.item() - own.item()) > 1e-4
+    with torch.no_grad():
+        latents.logits.fill_(-9.0)
+        latents.logits[:, :, NO_NOTE] = 9.0
+    own, moved = pitch_reliance(model, x0, latents, seed=0)
+    assert own.item() == moved.item()
+    # with the true roll instead of the (now silent) transcriber's: notes show a gap, silence none
+    notes = torch.full((2, 3, 16), 60)
+    own, moved = pitch_reliance(model, x0, latents, seed=0, roll=notes)
+    assert abs(moved.item() - own.item()) > 1e-4
+    own, moved = pitch_reliance(model, x0, latents, seed=0, roll=torch.full((2, 3, 16), NO_NOTE))
+    assert own.item() == moved.item()
+
+
+def test_teacher_forcing_gives_the_chosen_share_of_parts_the_true_rolls_pitch_latent_and_fades(tmp_path, monkeypatch):
+    """teacher_forcing: while training, a share of the parts (falling to 0 over teacher_forcing_steps) get
+    ν from the projector of their true one-hot roll; the others keep the transcriber's."""
+    from stemkit.errors import StemkitError
+    from stemkit.training.dismix_ldm import DisMixLDMSystem
+
+    vae, vae_file = _tiny_vae_file(tmp_path, 0)
+    net = dict(vae=vae.config.to_dict(), hidden=16, layers=2, query_channels=8,
+               network={"patch": 2, "width": 32, "depth": 1, "heads": 2, "embedding_dim": 32})
+    system = DisMixLDMSystem(net=net, vae=vae_file, teacher_forcing=1.0, teacher_forcing_steps=100).train()
+    model = system.model
+    mix_latent, query_mels = _inputs(model, batch=4, parts=3)
+    latents = model.encode(mix_latent, query_mels)
+    roll = torch.randint(0, 129, (4, 3, 16))
+    true_nu = model.project_roll(torch.nn.functional.one_hot(roll, 129).transpose(-1, -2).float().flatten(0, 1), 4)
+    assert torch.allclose(system.teacher_forced(latents, roll).nu, true_nu.reshape_as(latents.nu))  # share 1 at step 0
+    system.hparams.teacher_forcing = 0.5
+    torch.manual_seed(0)
+    nu = system.teacher_forced(latents, roll).nu
+    forced = [torch.allclose(nu[b, s], true_nu.reshape_as(latents.nu)[b, s]) for b in range(4) for s in range(3)]
+    kept = [torch.equal(nu[b, s], latents.nu[b, s]) for b in range(4) for s in range(3)]
+    assert all(f != k for f, k in zip(forced, kept)) and 0 < sum(forced) < 12
+    assert system.teacher_forcing_share() == 0.5
+    monkeypatch.setattr(DisMixLDMSystem, "global_step", property(lambda self: 75))
+    assert system.teacher_forcing_share() == pytest.approx(0.125)  # 0.5 · (1 − 75/100)
+    monkeypatch.setattr(DisMixLDMSystem, "global_step", property(lambda self: 150))
+    assert system.teacher_forcing_share() == 0.0 and system.teacher_forced(latents, roll) is latents
+    system.hparams.teacher_forcing_steps = 0  # no fading: the share stays
+    assert system.teacher_forcing_share() == 0.5
+    with pytest.raises(StemkitError, match="share of the parts"):
+        DisMixLDMSystem(net=net, vae=vae_file, teacher_forcing=1.5)
+
+
+def test_pitch_norm_gives_every_frame_of_nu_unit_scale_and_keeps_pitches_apart(one_thread):
+    """pitch_norm: ν at τ's scale whatever the projector's weights, and two pitches still differ."""
+    model = _model(pitch_norm=True).eval()
+    roll = torch.zeros(2, 129, 16)
+    roll[0, 60], roll[1, 66] = 1.0, 1.0
+    nu = model.project_roll(roll, 4)
+    torch.testing.assert_close(nu.mean(dim=1), torch.zeros(2, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(nu.var(dim=1, unbiased=False), torch.ones(2, 4), atol=1e-3, rtol=0)
+    assert (nu[0] - nu[1]).abs().mean() > 0.1
+    plain = _model().eval().project_roll(roll, 4)
+    assert not torch.allclose(plain.var(dim=1, unbiased=False), torch.ones(2, 4), atol=1e-2)

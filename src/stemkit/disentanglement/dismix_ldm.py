@@ -49,6 +49,10 @@ class DisMixLDMConfig:
     layers: int = 3  #: convolution layers in each of them
     binarize: str = "stochastic"  #: "stochastic" (SB) or "none" (ν from probabilities)
     set_decoding: bool = True  #: decode all sources jointly (M1); False = each alone (M0)
+    #: normalise ν per latent frame (LayerNorm over its channels, no affine), as τ's KL keeps τ near unit
+    #: scale; not in the paper. Without it the projector's output started ~10× smaller than τ and the decoder
+    #: learnt to ignore it (BENCHMARKS.md, "does the decoder read the pitch?")
+    pitch_norm: bool = False
     backbone: str = "dit"
     network: dict = field(default_factory=lambda: {"patch": 4, "width": 512, "depth": 3, "heads": 4})
     edm: dict = field(default_factory=dict)  #: :class:`EDMConfig` fields; set ``sigma_data`` to the latents' std
@@ -170,8 +174,7 @@ class DisMixLDM(nn.Module):
         e_m = mix_latent.unsqueeze(1).expand(-1, sources, -1, -1).flatten(0, 1)  # [B·S, D, T']
         joint = self.join(torch.cat([e_m, e_q.unsqueeze(-1).expand(-1, -1, frames)], dim=1))
         logits = self.transcriber(joint)  # [B·S, classes, F]
-        roll = stochastic_binarize(logits, self.training) if self.config.binarize == "stochastic" else torch.sigmoid(logits)
-        nu = self.projector(roll)[..., :frames]
+        nu = self.pitch_latent(logits, frames)
         mean, logvar = self.timbre_head(self.timbre_body(joint).mean(dim=-1)).chunk(2, dim=-1)
         logvar = logvar.clamp(-12.0, 8.0)
         tau = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
@@ -182,6 +185,21 @@ class DisMixLDM(nn.Module):
         return PartLatents(per_source(logits), per_source(nu), per_source(mean), per_source(logvar), per_source(tau),
                            per_source(e_q))
 
+    def pitch_latent(self, logits: torch.Tensor, frames: int) -> torch.Tensor:
+        """ν ``[..., D, frames]`` from pitch-roll logits ``[..., classes, F]``: binarised (stochastically while
+        training, at 0.5 otherwise; or the probabilities with ``binarize: none``), then projected."""
+        lead = logits.shape[:-2]
+        logits = logits.reshape(-1, *logits.shape[-2:])
+        roll = stochastic_binarize(logits, self.training) if self.config.binarize == "stochastic" else torch.sigmoid(logits)
+        return self.project_roll(roll, frames).reshape(*lead, self.config.latent_dim, frames)
+
+    def project_roll(self, roll: torch.Tensor, frames: int) -> torch.Tensor:
+        """A (binary) pitch roll ``[N, classes, F]`` → ν ``[N, D, frames]``: the projector (and ``pitch_norm``)."""
+        nu = self.projector(roll)[..., :frames]
+        if self.config.pitch_norm:
+            nu = nn.functional.layer_norm(nu.transpose(-1, -2), (nu.shape[-2],)).transpose(-1, -2)
+        return nu
+
     # --- the decoder ------------------------------------------------------------------------------
     def _as_decoded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Sources decoded together (``[B, S, ...]``) or each alone (``[B·S, 1, ...]``), per the config."""
@@ -190,15 +208,16 @@ class DisMixLDM(nn.Module):
             return x, (batch, sources)
         return x.reshape(batch * sources, 1, *x.shape[2:]), (batch, sources)
 
-    def diffusion_loss(self, source_latents: torch.Tensor, condition: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+    def diffusion_loss(self, source_latents: torch.Tensor, condition: torch.Tensor, drop: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
         """EDM loss of the decoder on the sources' latents ``[B, S, D, T']`` given ``s`` ``[B, S, 2D, T']``;
-        ``drop`` ``[B]`` marks items trained with the null condition."""
+        ``drop`` ``[B]`` marks items trained with the null condition; ``generator`` fixes σ and the noise."""
         x0, (batch, sources) = self._as_decoded(source_latents)
         cond_tensor, _ = self._as_decoded(condition)
         cond = {SOURCE: cond_tensor}
         if drop is not None:
             cond["null"] = drop if self.config.set_decoding else drop.repeat_interleave(sources)
-        return self.denoiser.loss(x0, cond)
+        return self.denoiser.loss(x0, cond, generator=generator)
 
     @torch.no_grad()
     def decode(self, condition: torch.Tensor, steps: int = 32, sampler: str = "heun", cfg: float = 1.0,
