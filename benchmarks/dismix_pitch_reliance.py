@@ -10,7 +10,8 @@ as validation does) and the run's validation items (same fixed draws, the VAE's 
 prints the EDM loss with the parts' own pitch latents, with every note moved a tritone, and the gap
 (:func:`stemkit.training.dismix_ldm.pitch_reliance`, logged as ``valid/pitch_reliance`` by runs that have
 it), once with the transcriber's notes and once with the true ones. The gap is 0 for a decoder deaf to
-pitch and grows as it reads ν.
+pitch and grows as it reads ν. It also prints how far apart the projector puts the ν of different held
+notes, against ν's own size, now and at initialisation (:func:`projector_spread`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,23 @@ import argparse
 import json
 
 import torch
+
+
+def projector_spread(model, pitches: tuple[int, ...] = (48, 54, 60, 66)) -> dict[str, float]:
+    """ν of a held note for each of ``pitches``: its RMS, and the mean RMS distance between two pitches' ν.
+
+    Why: a projector that maps every pitch to (almost) the same ν has thrown the pitch away before the
+    decoder could read it; the distance against the RMS says how much of ν still tells notes apart."""
+    import itertools
+
+    rolls = torch.zeros(len(pitches), model.config.pitch_classes, 40)
+    for row, pitch in enumerate(pitches):
+        rolls[row, pitch] = 1.0
+    with torch.no_grad():
+        nu = model.project_roll(rolls, 10)[..., 3:7].mean(dim=-1)  # frames away from the edges
+    rms = nu.pow(2).mean(dim=1).sqrt()
+    pairs = [(nu[a] - nu[b]).pow(2).mean().sqrt() for a, b in itertools.combinations(range(len(pitches)), 2)]
+    return {"nu_rms": rms.mean().item(), "pitch_distance": torch.stack(pairs).mean().item()}
 
 
 def main() -> None:
@@ -48,7 +66,12 @@ def main() -> None:
                 losses["moved" + suffix].append(moved.item())
     step = torch.load(args.checkpoint, map_location="cpu", weights_only=False).get("global_step")
     result = {"checkpoint": args.checkpoint, "step": step, "items": args.items,
-              **{key: sum(values) / len(values) for key, values in losses.items()}}
+              **{key: sum(values) / len(values) for key, values in losses.items()}, **projector_spread(system.model)}
+    torch.manual_seed(0)
+    fresh = projector_spread(type(system.model)(system.model.config).eval())
+    result.update(fresh_nu_rms=fresh["nu_rms"], fresh_pitch_distance=fresh["pitch_distance"])
+    print(f"step {step}: a held note's ν has RMS {result['nu_rms']:.4f} and lies {result['pitch_distance']:.4f} from another "
+          f"pitch's (at initialisation {fresh['nu_rms']:.4f} and {fresh['pitch_distance']:.4f})")
     for suffix, notes in (("", "the transcriber's notes"), ("_true_roll", "the true notes")):
         result["reliance" + suffix] = result["moved" + suffix] - result["own" + suffix]
         print(f"step {step}, {notes}: diffusion loss {result['own' + suffix]:.4f}, moved a tritone "
