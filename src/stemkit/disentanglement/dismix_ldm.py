@@ -50,8 +50,9 @@ class DisMixLDMConfig:
     binarize: str = "stochastic"  #: "stochastic" (SB) or "none" (ν from probabilities)
     set_decoding: bool = True  #: decode all sources jointly (M1); False = each alone (M0)
     #: normalise ν per latent frame (LayerNorm over its channels, no affine), as τ's KL keeps τ near unit
-    #: scale; not in the paper. Without it the projector's output started ~10× smaller than τ and the decoder
-    #: learnt to ignore it (BENCHMARKS.md, "does the decoder read the pitch?")
+    #: scale; not in the paper. Why: early training shrank the projector's output tenfold; with this, ν
+    #: keeps its scale, but on its own the projector then collapses the pitches' directions instead
+    #: (BENCHMARKS.md, "does the decoder read the pitch?")
     pitch_norm: bool = False
     backbone: str = "dit"
     network: dict = field(default_factory=lambda: {"patch": 4, "width": 512, "depth": 3, "heads": 4})

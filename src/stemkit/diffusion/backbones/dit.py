@@ -31,7 +31,8 @@ What this module does, and why:
   the input tokens as well. Why: through adaLN a condition can only rescale and shift normalised
   features, and the zero-initialised modulation passes it little gradient at first; a dense,
   frame-aligned content condition (a pitch roll) is usually read faster when it joins the residual
-  stream, as in-context conditioning does. BENCHMARKS.md measures both readings on DisMix-LDM.
+  stream, as in-context conditioning does. On DisMix-LDM it did not, alone, make the decoder read
+  pitch: the pitch was lost before, in the projector (BENCHMARKS.md, "does the decoder read the pitch?").
 - Each block: ``h += gate₁·Attn(LN(h)·(1+scale₁)+shift₁)``, ``h += gate₂·MLP(LN(h)·(1+scale₂)+shift₂)``
   with the six vectors from a zero-initialised ``Linear(SiLU(c))``; the final layer is an
   adaLN-modulated norm and a zero-initialised linear back to patches (DiT's pre-norm form; DisMix
