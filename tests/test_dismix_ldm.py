@@ -350,3 +350,18 @@ def test_pitch_norm_gives_every_frame_of_nu_unit_scale_and_keeps_pitches_apart(o
     assert (nu[0] - nu[1]).abs().mean() > 0.1
     plain = _model().eval().project_roll(roll, 4)
     assert not torch.allclose(plain.var(dim=1, unbiased=False), torch.ones(2, 4), atol=1e-2)
+
+
+def test_a_run_stopped_between_periodic_saves_keeps_its_last_step(cli, chorale_dir, tmp_path):
+    """stemkit fit writes last.ckpt again when training ends after the last every_n_train_steps save
+    (Lightning's save_last alone keeps the step-2 file of a run that stops at step 3)."""
+    splits = {k: str(v) for k, v in split_folders(chorale_dir, tmp_path).items()}
+    _, vae_file = _tiny_vae_file(tmp_path, 0)
+    run = tmp_path / "ldm"
+    cli("fit", "--config", str(REPO / "configs/dismix/chorales_ldm_tiny.yaml"), "--trainer.max_steps", "3",
+        "--trainer.accelerator", "cpu", "--data.train_dir", splits["train"], "--data.valid_dir", splits["valid"],
+        "--model.init_args.vae", vae_file, "--data.init_args.latent_vae", vae_file, "--data.init_args.cache_dir",
+        str(tmp_path / "cache"), "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir", str(run),
+        check=True)
+    saved = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 3

@@ -132,6 +132,30 @@ class _TrainingStarted(Callback):
         self.started = True
 
 
+class _LastAtStop(Callback):
+    """Writes ``last.ckpt`` once more when training ends after the last periodic save.
+
+    Why: Lightning's ``save_last`` writes at training's end only if it never wrote a last checkpoint, so a
+    run that ``--trainer.max_time`` (or ``max_steps``) stops between two ``every_n_train_steps`` saves lost
+    every step since the last one; on a CPU that was up to an hour of training. The resumed or exported
+    run now starts from where it stopped."""
+
+    def __init__(self) -> None:
+        self.saved_step: int | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.saved_step = trainer.global_step
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or self.saved_step is None or self.saved_step == trainer.global_step:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if getattr(callback, "save_last", False) and callback.dirpath:
+                name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
+                trainer.save_checkpoint(str(Path(callback.dirpath) / name))
+                return
+
+
 def _new_folders(trainer: L.Trainer) -> tuple[list[Path], list[Path]]:
     """The log folders this run is about to create (``version_N``) and their parents that do not exist yet.
 
@@ -208,7 +232,7 @@ def run_fit(argv: Sequence[str]) -> int:
     if resume:
         print(f"stemkit fit: resuming from {resume}")
     started = _TrainingStarted()
-    cli.trainer.callbacks.append(started)
+    cli.trainer.callbacks.extend([started, _LastAtStop()])
     runs, parents = _new_folders(cli.trainer)
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
