@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -50,6 +51,12 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="runs/latent-cache/chorale-parts", help="the VAE's latent cache")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
+    if args.items < 1:
+        parser.error(f"--items must be at least 1, got {args.items}")
+    if not Path(args.checkpoint).is_file():
+        parser.error(f"no checkpoint at {args.checkpoint}")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        parser.error(f"--json {args.json}: its folder does not exist")
 
     torch.manual_seed(0)
     system = DisMixLDMSystem.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()

@@ -37,6 +37,11 @@ def load_mel_vae(name_or_path: str):
     return vae.eval()
 
 
+def one_hot_roll(roll: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """A class-per-frame roll ``[..., F]`` as bits ``[..., classes, F]`` (the transcriber's layout)."""
+    return F.one_hot(roll, classes).transpose(-1, -2).to(dtype)
+
+
 @torch.no_grad()
 def pitch_reliance(model: DisMixLDM, source_latents: torch.Tensor, latents: PartLatents, seed: int = 0,
                    semitones: int = 6, roll: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,14 +57,13 @@ def pitch_reliance(model: DisMixLDM, source_latents: torch.Tensor, latents: Part
     """
     logits = latents.logits
     if roll is not None:  # saturated logits: the bits of the true roll pass any threshold exactly
-        logits = 40.0 * (F.one_hot(roll[..., : logits.shape[-1]], logits.shape[-2]).transpose(-1, -2).to(logits.dtype) - 0.5)
+        logits = 40.0 * (one_hot_roll(roll[..., : logits.shape[-1]], logits.shape[-2], logits.dtype) - 0.5)
     pitches = NO_NOTE  # classes 0 … NO_NOTE − 1 are MIDI pitches; NO_NOTE (silence) stays where it is
     moved_logits = logits.clone()
     moved_logits[..., :pitches, :] = logits[..., :pitches, :].roll(semitones, dims=-2)
 
     def loss(logits: torch.Tensor) -> torch.Tensor:
-        nu = model.pitch_latent(logits, latents.nu.shape[-1])
-        condition = torch.cat([nu, latents.tau.unsqueeze(-1).expand_as(nu)], dim=2)
+        condition = dataclasses.replace(latents, nu=model.pitch_latent(logits, latents.nu.shape[-1])).condition()
         generator = torch.Generator(device=source_latents.device).manual_seed(seed)
         return model.diffusion_loss(source_latents, condition, generator=generator)
 
@@ -147,7 +151,7 @@ class DisMixLDMSystem(StemkitSystem):
         roll = batch["roll"][..., : latents.logits.shape[-1]]
         if self.training:
             latents = self.teacher_forced(latents, roll)
-        target = F.one_hot(roll, self.config.pitch_classes).transpose(-1, -2).to(latents.logits.dtype)  # [B, S, C, F]
+        target = one_hot_roll(roll, self.config.pitch_classes, latents.logits.dtype)  # [B, S, C, F]
         terms = {
             "diffusion": model.diffusion_loss(source_latents, latents.condition(), null),
             "bce": F.binary_cross_entropy_with_logits(latents.logits, target, reduction="none").sum(dim=-2).mean(),
@@ -175,7 +179,7 @@ class DisMixLDMSystem(StemkitSystem):
         if share <= 0:
             return latents
         batch, sources, frames = *roll.shape[:2], latents.nu.shape[-1]
-        true_roll = F.one_hot(roll, self.config.pitch_classes).transpose(-1, -2).to(latents.nu.dtype)
+        true_roll = one_hot_roll(roll, self.config.pitch_classes, latents.nu.dtype)
         true_nu = self.model.project_roll(true_roll.flatten(0, 1), frames).reshape_as(latents.nu)
         forced = (torch.rand(batch, sources, 1, 1, device=roll.device) < share)
         return dataclasses.replace(latents, nu=torch.where(forced, true_nu, latents.nu))
