@@ -12,12 +12,20 @@ prints the EDM loss with the parts' own pitch latents, with every note moved a t
 it), once with the transcriber's notes and once with the true ones. The gap is 0 for a decoder deaf to
 pitch and grows as it reads ν. It also prints how far apart the projector puts the ν of different held
 notes, against ν's own size, now and at initialisation (:func:`projector_spread`).
+
+``--p-mean`` draws σ as another run was trained (so runs trained with other ``edm.p_mean`` compare on
+one footing), and ``--sigmas`` adds the gap at single noise levels: the notes matter most where the noisy
+input no longer shows them (σ of the order of the latents' std and above), and the training
+distribution's average can hide that.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -40,6 +48,18 @@ def projector_spread(model, pitches: tuple[int, ...] = (48, 54, 60, 66)) -> dict
     return {"nu_rms": rms.mean().item(), "pitch_distance": torch.stack(pairs).mean().item()}
 
 
+@contextmanager
+def noise_levels(model, p_mean: float, p_std: float):
+    """Draw the decoder's training σ from ``ln σ ~ N(p_mean, p_std²)`` inside the block (``p_std`` 0: one σ)."""
+    denoiser = model.denoiser
+    saved = denoiser.config
+    denoiser.config = dataclasses.replace(saved, p_mean=p_mean, p_std=p_std)
+    try:
+        yield
+    finally:
+        denoiser.config = saved
+
+
 def main() -> None:
     from stemkit.training.chorale_parts import ChoralePartsDataModule
     from stemkit.training.dismix_ldm import DisMixLDMSystem, pitch_reliance
@@ -49,8 +69,12 @@ def main() -> None:
     parser.add_argument("--valid-dir", default="data/random/valid")
     parser.add_argument("--items", type=int, default=64, help="validation items (fixed draws, batches of 8; the first 32 are the run's own validation items)")
     parser.add_argument("--cache-dir", default="runs/latent-cache/chorale-parts", help="the VAE's latent cache")
+    parser.add_argument("--p-mean", type=float, help="draw σ with this P_mean (and the model's P_std) instead of the model's own")
+    parser.add_argument("--sigmas", type=float, nargs="*", default=[], help="also give the gap at each of these single σ")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
+    if any(not sigma > 0 for sigma in args.sigmas):
+        parser.error(f"--sigmas must be positive, got {args.sigmas}")
     if args.items < 1:
         parser.error(f"--items must be at least 1, got {args.items}")
     if not Path(args.checkpoint).is_file():
@@ -63,26 +87,34 @@ def main() -> None:
     data = ChoralePartsDataModule(train_dir=args.valid_dir, valid_dir=args.valid_dir, valid_items=args.items, batch_size=8,
                                   num_workers=0, latent_vae=system.hparams.vae, cache_dir=args.cache_dir)
     data.setup("validate")
-    losses: dict[str, list[float]] = {"own": [], "moved": [], "own_true_roll": [], "moved_true_roll": []}
+    own_config = system.model.denoiser.config
+    draws = {"": (own_config.p_mean if args.p_mean is None else args.p_mean, own_config.p_std)}
+    draws.update({f"_sigma{sigma:g}": (math.log(sigma), 0.0) for sigma in args.sigmas})
+    losses: dict[str, list[float]] = {}
     with torch.no_grad():
         for index, batch in enumerate(data.val_dataloader()):
             _, latents, source_latents = system._terms(batch, 0.0)
-            for suffix, roll in (("", None), ("_true_roll", batch["roll"])):
-                own, moved = pitch_reliance(system.model, source_latents, latents, seed=index, roll=roll)
-                losses["own" + suffix].append(own.item())
-                losses["moved" + suffix].append(moved.item())
+            for level, (p_mean, p_std) in draws.items():
+                for suffix, roll in (("", None), ("_true_roll", batch["roll"])):
+                    with noise_levels(system.model, p_mean, p_std):
+                        own, moved = pitch_reliance(system.model, source_latents, latents, seed=index, roll=roll)
+                    losses.setdefault("own" + suffix + level, []).append(own.item())
+                    losses.setdefault("moved" + suffix + level, []).append(moved.item())
     step = torch.load(args.checkpoint, map_location="cpu", weights_only=False).get("global_step")
-    result = {"checkpoint": args.checkpoint, "step": step, "items": args.items,
+    result = {"checkpoint": args.checkpoint, "step": step, "items": args.items, "p_mean": draws[""][0],
               **{key: sum(values) / len(values) for key, values in losses.items()}, **projector_spread(system.model)}
     torch.manual_seed(0)
     fresh = projector_spread(type(system.model)(system.model.config).eval())
     result.update(fresh_nu_rms=fresh["nu_rms"], fresh_pitch_distance=fresh["pitch_distance"])
     print(f"step {step}: a held note's ν has RMS {result['nu_rms']:.4f} and lies {result['pitch_distance']:.4f} from another "
           f"pitch's (at initialisation {fresh['nu_rms']:.4f} and {fresh['pitch_distance']:.4f})")
-    for suffix, notes in (("", "the transcriber's notes"), ("_true_roll", "the true notes")):
-        result["reliance" + suffix] = result["moved" + suffix] - result["own" + suffix]
-        print(f"step {step}, {notes}: diffusion loss {result['own' + suffix]:.4f}, moved a tritone "
-              f"{result['moved' + suffix]:.4f}, gap {result['reliance' + suffix]:+.4f}")
+    for level in draws:
+        where = f"σ = {float(level[6:]):g}" if level else f"ln σ ~ N({draws[''][0]:g}, {draws[''][1]:g}²)"
+        for suffix, notes in (("", "the transcriber's notes"), ("_true_roll", "the true notes")):
+            key = suffix + level
+            result["reliance" + key] = result["moved" + key] - result["own" + key]
+            print(f"step {step}, {where}, {notes}: diffusion loss {result['own' + key]:.4f}, moved a tritone "
+                  f"{result['moved' + key]:.4f}, gap {result['reliance' + key]:+.4f}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

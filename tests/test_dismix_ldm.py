@@ -307,8 +307,9 @@ def test_pitch_reliance_is_zero_for_a_decoder_deaf_to_pitch_or_for_silence_and_n
 
 
 def test_teacher_forcing_gives_the_chosen_share_of_parts_the_true_rolls_pitch_latent_and_fades(tmp_path, monkeypatch):
-    """teacher_forcing: while training, a share of the parts (falling to 0 over teacher_forcing_steps) get
-    ν from the projector of their true one-hot roll; the others keep the transcriber's."""
+    """teacher_forcing: while training, a share of the parts (held for teacher_forcing_hold steps, then falling
+    to 0 over teacher_forcing_steps) get ν from the projector of their true one-hot roll; the others keep the
+    transcriber's."""
     from stemkit.errors import StemkitError
     from stemkit.training.dismix_ldm import DisMixLDMSystem
 
@@ -337,6 +338,14 @@ def test_teacher_forcing_gives_the_chosen_share_of_parts_the_true_rolls_pitch_la
     assert system.teacher_forcing_share() == 0.5
     with pytest.raises(StemkitError, match="share of the parts"):
         DisMixLDMSystem(net=net, vae=vae_file, teacher_forcing=1.5)
+    system.hparams.teacher_forcing_steps, system.hparams.teacher_forcing_hold = 100, 150  # held, then fading
+    assert system.teacher_forcing_share() == 0.5  # step 150: the last held step
+    monkeypatch.setattr(DisMixLDMSystem, "global_step", property(lambda self: 225))
+    assert system.teacher_forcing_share() == pytest.approx(0.125)  # 0.5 · (1 − 75/100), 75 steps after the hold
+    monkeypatch.setattr(DisMixLDMSystem, "global_step", property(lambda self: 250))
+    assert system.teacher_forcing_share() == 0.0
+    with pytest.raises(StemkitError, match="step counts"):
+        DisMixLDMSystem(net=net, vae=vae_file, teacher_forcing=1.0, teacher_forcing_hold=-1)
 
 
 def test_pitch_norm_gives_every_frame_of_nu_unit_scale_and_keeps_pitches_apart(one_thread):

@@ -85,6 +85,11 @@ class DisMixLDMSystem(StemkitSystem):
             the transcriber's binarised roll (not in the paper; 0 = the paper). Why: early on the transcriber's
             roll is mostly noise, and a decoder that learns to ignore ν is slow to find it again; a clean roll
             first teaches the decoder to read pitch. Validation and inference always use the transcriber.
+            ``teacher_forcing_steps: 0`` keeps the share for good (a floor: once the rolls are all the
+            transcriber's, a decoder trained only on them unlearns part of its reading; BENCHMARKS.md).
+        teacher_forcing_hold: steps for which the share stays at ``teacher_forcing`` before it starts to fall.
+            Why: the transcriber learns from BCE meanwhile, so when the decoder first meets binarised rolls
+            they are the confident ones of a trained transcriber rather than the noise of an untrained one.
         init_from: start from this model's weights (an export, a shipped name or a ``.ckpt`` of the same
             config), so a run continues in another session from the model it exported; the optimizer and
             schedule start afresh.
@@ -95,7 +100,8 @@ class DisMixLDMSystem(StemkitSystem):
     def __init__(self, net: DisMixLDMConfig, vae: str = "mel-vae-chorales",
                  lr: float = 1e-4, warmup_steps: int = 1000, decay_steps: int = 0, min_lr_ratio: float = 0.1,
                  use_bce: bool = True, use_kl: bool = True, use_bt: bool = True, ema_decay: float = 0.999,
-                 init_from: str | None = None, teacher_forcing: float = 0.0, teacher_forcing_steps: int = 0) -> None:
+                 init_from: str | None = None, teacher_forcing: float = 0.0, teacher_forcing_steps: int = 0,
+                 teacher_forcing_hold: int = 0) -> None:
         super().__init__()
         if isinstance(net, dict):
             net = DisMixLDMConfig(**net)
@@ -105,9 +111,12 @@ class DisMixLDMSystem(StemkitSystem):
                                    "warmup_steps": warmup_steps, "decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio,
                                    "use_bce": use_bce, "use_kl": use_kl, "use_bt": use_bt, "ema_decay": ema_decay,
                                    "init_from": init_from, "teacher_forcing": teacher_forcing,
-                                   "teacher_forcing_steps": teacher_forcing_steps})
+                                   "teacher_forcing_steps": teacher_forcing_steps, "teacher_forcing_hold": teacher_forcing_hold})
         if not 0.0 <= teacher_forcing <= 1.0:
             raise StemkitError(f"teacher_forcing is a share of the parts, in [0, 1], not {teacher_forcing}")
+        if teacher_forcing_steps < 0 or teacher_forcing_hold < 0:
+            raise StemkitError(f"teacher_forcing_steps and teacher_forcing_hold are step counts (≥ 0), "
+                               f"not {teacher_forcing_steps} and {teacher_forcing_hold}")
         self.config = net
         self.model = DisMixLDM(net)
         self.model.vae.load_state_dict(source.state_dict())
@@ -169,9 +178,12 @@ class DisMixLDMSystem(StemkitSystem):
         hp = self.hparams
         share = hp.get("teacher_forcing", 0.0)
         steps = hp.get("teacher_forcing_steps", 0)
+        fading = self.global_step - hp.get("teacher_forcing_hold", 0)
         if share <= 0:
             return 0.0
-        return share * max(0.0, 1.0 - self.global_step / steps) if steps > 0 else share
+        if steps <= 0 or fading <= 0:
+            return share
+        return share * max(0.0, 1.0 - fading / steps)
 
     def teacher_forced(self, latents: PartLatents, roll: torch.Tensor) -> PartLatents:
         """``latents`` with ν from the true ``roll`` ``[B, S, F]`` for a random share of the parts."""
