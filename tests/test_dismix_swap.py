@@ -69,6 +69,21 @@ def test_swap_writes_as_parts_with_bs_instruments_and_their_mix(cli, chorale_dir
     assert all((out / n).read_bytes() == (again / n).read_bytes() for n in names)  # same seed, same bytes
 
 
+def test_swap_with_its_defaults_renders_with_the_shipped_model(cli, chorale_dir, tmp_path, one_thread):
+    """No --model: the shipped dismix-chorales swaps a test chorale's 4-s excerpt, all its defaults as a user gets them."""
+    from stemkit.data.layout import read_track
+
+    a, b = _tracks(chorale_dir)[:2]
+    out = tmp_path / "swap"
+    cli("dismix", "swap", str(a), "--timbre-from", str(b), "--out", str(out), "--quiet", check=True)
+    names, audio = _stems(out)
+    assert names == sorted([f"{i}_{n}.wav" for i, n in enumerate(read_track(b).instruments)] + ["mix.wav"])
+    assert all(x.shape == (1, 4 * 16000) and torch.isfinite(x).all() for x in audio)
+    parts = [x for n, x in zip(names, audio) if n != "mix.wav"]
+    assert all(x.pow(2).mean().sqrt() > 1e-3 for x in parts)  # every part sounds
+    assert torch.allclose(sum(parts), audio[names.index("mix.wav")], atol=4 / 32768)
+
+
 def test_encode_then_decode_is_the_unswapped_rendering(cli, chorale_dir, tiny_model, tmp_path, one_thread):
     a = _tracks(chorale_dir)[0]
     latents = tmp_path / "a.safetensors"
