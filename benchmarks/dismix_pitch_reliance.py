@@ -73,8 +73,10 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="*", default=[], help="also give the gap at each of these single σ")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
-    if any(not sigma > 0 for sigma in args.sigmas):
-        parser.error(f"--sigmas must be positive, got {args.sigmas}")
+    if any(not (math.isfinite(sigma) and sigma > 0) for sigma in args.sigmas):
+        parser.error(f"--sigmas must be positive and finite, got {args.sigmas}")
+    if args.p_mean is not None and not math.isfinite(args.p_mean):
+        parser.error(f"--p-mean must be a finite number, got {args.p_mean}")
     if args.items < 1:
         parser.error(f"--items must be at least 1, got {args.items}")
     if not Path(args.checkpoint).is_file():

@@ -177,10 +177,10 @@ class DisMixLDMSystem(StemkitSystem):
         """The share of parts decoded from their true roll at this step (see ``teacher_forcing``)."""
         hp = self.hparams
         share = hp.get("teacher_forcing", 0.0)
-        steps = hp.get("teacher_forcing_steps", 0)
-        fading = self.global_step - hp.get("teacher_forcing_hold", 0)
         if share <= 0:
             return 0.0
+        steps = hp.get("teacher_forcing_steps", 0)
+        fading = self.global_step - hp.get("teacher_forcing_hold", 0)  # steps since the hold ended
         if steps <= 0 or fading <= 0:
             return share
         return share * max(0.0, 1.0 - fading / steps)
