@@ -169,8 +169,28 @@ def test_a_run_starts_from_an_exported_model_of_the_same_config_and_refuses_anot
     for name, value in donor.denoiser.state_dict().items():
         torch.testing.assert_close(system.ema.state_dict()[name], value, rtol=0, atol=0)
     assert system.hparams["init_from"] == str(path)
-    with pytest.raises(StemkitError, match="config differs in network"):
+    with pytest.raises(StemkitError, match="config differs in network.width"):
         SpecDiffSystem(net=dict(config, network=dict(NETWORK, width=16)), init_from=str(path))
+
+
+def test_a_warm_start_may_change_the_training_noise_and_the_decoder_but_not_the_preconditioning(tmp_path):
+    """Continuing a shipped model with another training noise distribution (EDM's p_mean) or another mel
+    decoder changes no weight's meaning, so it is allowed and the run's values hold; σ_data rescales every
+    input and output of the network, so a run that changes it is refused in one line."""
+    from stemkit.models import save_model
+    from stemkit.training.specdiff import SpecDiffSystem
+
+    donor = _model()
+    path = save_model(donor, tmp_path / "donor")
+    config = {"tokens": TOKENS, "network": NETWORK, "mel": {"griffin_lim_iters": 2, "vocoder": "my-vocoder"},
+              "edm": {"sigma_data": 0.5, "p_mean": 0.0}}
+    system = SpecDiffSystem(net=config, init_from=str(path))
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(system.model.state_dict()[name], value, rtol=0, atol=0)
+    assert system.model.denoiser.config.p_mean == 0.0 and donor.denoiser.config.p_mean == -1.2
+    assert system.model.config.mel["vocoder"] == "my-vocoder"
+    with pytest.raises(StemkitError, match=r"config differs in edm\.sigma_data$"):
+        SpecDiffSystem(net=dict(config, edm={"sigma_data": 0.4, "p_mean": 0.0}), init_from=str(path))
 
 
 def test_token_times_put_each_note_token_at_its_frame():

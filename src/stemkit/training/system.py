@@ -22,6 +22,9 @@ class StemkitSystem(L.LightningModule):
     """Base class of the Lightning systems; subclasses set :attr:`family` and save ``family`` and ``net``."""
 
     family: ClassVar[str]
+    #: config settings (dotted paths, e.g. ``edm.p_mean``) that a warm start (``init_from``) may change: ones
+    #: that shape training or decoding but not the weights, so the run's own value wins
+    warm_start_may_change: ClassVar[tuple[str, ...]] = ()
     _facts: dict[str, Any] | None = None
 
     def export_model(self) -> nn.Module:
@@ -44,7 +47,8 @@ class StemkitSystem(L.LightningModule):
 
     def start_from(self, source: str) -> None:
         """Warm start: this system's model (and its EMA, where kept) takes the weights of ``source`` — a
-        shipped name, an export or a ``.ckpt`` of the same family and the same config.
+        shipped name, an export or a ``.ckpt`` of the same family and the same config (except the settings in
+        :attr:`warm_start_may_change`, where this run's values hold).
 
         Why: a run's checkpoints (optimizer state included) stay on the machine that made them, while an
         exported model travels, so a training run continues on another machine or in another session from
@@ -54,9 +58,11 @@ class StemkitSystem(L.LightningModule):
         from stemkit.models import load_model
 
         donor, _ = load_model(source, family=self.hparams["family"])
-        mine, theirs = self.model.config.to_dict(), donor.config.to_dict()
-        if mine != theirs:
-            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        mine, theirs = _flatten(self.model.config.to_dict()), _flatten(donor.config.to_dict())
+        free = self.warm_start_may_change
+        changed = sorted(k for k in set(mine) | set(theirs)
+                         if mine.get(k) != theirs.get(k) and not any(k == f or k.startswith(f + ".") for f in free))
+        if changed:
             raise StemkitError(f"init_from {source}: its config differs in {', '.join(changed)}")
         self.model.load_state_dict(donor.state_dict())
         ema_of = get_family(self.hparams["family"]).ema_of
@@ -96,3 +102,14 @@ class StemkitSystem(L.LightningModule):
             accelerator = type(trainer.accelerator).__name__.lower().removesuffix("accelerator") if trainer is not None else None
             self._facts = runtime_facts(devices, "gpu" if accelerator == "cuda" else accelerator)
         checkpoint[CHECKPOINT_PROVENANCE_KEY] = self._facts
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dicts as one level of dotted keys, so a difference names the setting that differs."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
