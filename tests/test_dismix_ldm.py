@@ -271,6 +271,8 @@ def test_a_run_starts_from_an_exported_model_on_the_same_vae_and_refuses_another
         DisMixLDMSystem(net=net, vae=other_vae, init_from=path)
     with pytest.raises(StemkitError, match="config differs in hidden"):
         DisMixLDMSystem(net=dict(net, hidden=32), vae=vae_file, init_from=path)
+    noisier = DisMixLDMSystem(net=dict(net, edm={"p_mean": 0.0}), vae=vae_file, init_from=path)  # training noise only
+    assert noisier.model.denoiser.config.p_mean == 0.0 and donor.denoiser.config.p_mean == -1.2
 
 
 def test_pitch_reliance_is_zero_for_a_decoder_deaf_to_pitch_or_for_silence_and_not_otherwise(one_thread):

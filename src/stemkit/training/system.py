@@ -22,9 +22,10 @@ class StemkitSystem(L.LightningModule):
     """Base class of the Lightning systems; subclasses set :attr:`family` and save ``family`` and ``net``."""
 
     family: ClassVar[str]
-    #: config settings (dotted paths, e.g. ``edm.p_mean``) that a warm start (``init_from``) may change: ones
-    #: that shape training or decoding but not the weights, so the run's own value wins
-    warm_start_may_change: ClassVar[tuple[str, ...]] = ()
+    #: config settings (dotted paths) that a warm start (``init_from``) may change: ones that shape training or
+    #: decoding but not what the weights mean, so the run's own value wins. Every family with an EDM core may
+    #: change its training noise (which σ the run trains on); a family adds its own settings to these.
+    warm_start_may_change: ClassVar[tuple[str, ...]] = ("edm.p_mean", "edm.p_std")
     _facts: dict[str, Any] | None = None
 
     def export_model(self) -> nn.Module:
