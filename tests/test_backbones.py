@@ -152,6 +152,23 @@ def test_t5film_masked_tokens_do_not_matter_and_real_ones_do():
     assert (net(x, c_noise, real)[0] - base[0]).abs().max() > 1e-3
 
 
+def test_t5film_decoding_frame_by_frame_with_its_cache_equals_the_whole_causal_pass():
+    """The cache keeps the encodings and each layer's keys and values; feeding the frames one, then
+    several, at a time must give exactly what one causal pass over all of them gives."""
+    torch.manual_seed(0)
+    net = perturb(small_t5film(causal=True)).eval()
+    x, c_noise, cond = t5film_inputs(length=9)
+    with torch.no_grad():
+        whole = net(x, c_noise, cond)
+        cache = net.start_decoding(cond, x.shape[0], x)
+        pieces = [net(x[..., :1], c_noise, cond, cache=cache), net(x[..., 1:2], c_noise, cond, cache=cache),
+                  net(x[..., 2:6], c_noise, cond, cache=cache), net(x[..., 6:], c_noise, cond, cache=cache)]
+    torch.testing.assert_close(torch.cat(pieces, dim=-1), whole, atol=1e-5, rtol=1e-5)
+    assert cache.length == 9
+    with pytest.raises(ValueError, match="causal"):
+        small_t5film().start_decoding(cond, x.shape[0], x)  # a diffusion decoder sees every frame at once
+
+
 # ---------------------------------------------------------------- DiT: a set stays a set
 
 

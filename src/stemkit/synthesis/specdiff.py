@@ -186,11 +186,16 @@ class SpecDiff(nn.Module):
         return self.denoiser.net(frames, torch.zeros(frames.shape[0], device=frames.device), cond)
 
     def _generate_frames(self, cond: dict[str, torch.Tensor], frames: int, device: torch.device | str) -> torch.Tensor:
-        """One segment frame by frame, each predicted from the ones before it (teacher-forced in training)."""
-        mel = torch.full((1, self.codec.feature_channels, 1), SILENCE, device=device)
+        """One segment frame by frame, each predicted from the ones before it (teacher-forced in training);
+        the network keeps its encodings and earlier frames' keys and values (``start_decoding``), so each
+        frame costs one frame's decoder pass."""
+        net = self.denoiser.net
+        frame = torch.full((1, self.codec.feature_channels, 1), SILENCE, device=device)
+        cache, noise, out = net.start_decoding(cond, 1, frame), torch.zeros(1, device=device), []
         for _ in range(frames):
-            mel = torch.cat([mel, self._network(mel, cond)[..., -1:].clamp(-1.0, 1.0)], dim=-1)
-        return mel[..., 1:]
+            frame = net(frame, noise, cond, cache=cache).clamp(-1.0, 1.0)
+            out.append(frame)
+        return torch.cat(out, dim=-1)
 
     @torch.no_grad()
     def synthesize(self, tracks: list[MidiTrack], seconds: float | None = None, **sampling: Any) -> torch.Tensor:

@@ -141,12 +141,30 @@ class Attention(nn.Module):
         batch, length, width = t.shape
         return t.reshape(batch, length, self.heads, width // self.heads).transpose(1, 2)
 
-    def forward(self, x: Tensor, context: Tensor | None = None, keep: Tensor | None = None, causal: bool = False) -> Tensor:
-        context = x if context is None else context
+    def forward(self, x: Tensor, context: Tensor | None = None, keep: Tensor | None = None, causal: bool = False,
+                cache: dict[str, Tensor] | None = None) -> Tensor:
+        """``cache`` (incremental decoding): for self-attention, ``x`` holds only the newest positions and the
+        keys and values of the earlier ones are read from the cache and extended; for cross-attention the
+        context's keys and values are computed once and kept."""
+        if context is None:
+            keys, values = self._split(self.k(x)), self._split(self.v(x))
+            if cache is not None:
+                if "k" in cache:
+                    keys, values = torch.cat([cache["k"], keys], dim=2), torch.cat([cache["v"], values], dim=2)
+                cache["k"], cache["v"] = keys, values
+        elif cache is not None and "k" in cache:
+            keys, values = cache["k"], cache["v"]
+        else:
+            keys, values = self._split(self.k(context)), self._split(self.v(context))
+            if cache is not None:
+                cache["k"], cache["v"] = keys, values
         mask = keep[:, None, None, :] if keep is not None else None
-        out = F.scaled_dot_product_attention(self._split(self.q(x)), self._split(self.k(context)), self._split(self.v(context)),
-                                             attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                             is_causal=causal)
+        earlier = keys.shape[2] - x.shape[1]
+        if causal and earlier > 0:  # the new positions follow cached ones: position i sees keys ≤ earlier + i
+            mask = torch.ones(x.shape[1], keys.shape[2], dtype=torch.bool, device=x.device).tril(earlier)
+            causal = False
+        out = F.scaled_dot_product_attention(self._split(self.q(x)), keys, values, attn_mask=mask,
+                                             dropout_p=self.dropout if self.training else 0.0, is_causal=causal)
         return self.o(out.transpose(1, 2).reshape(x.shape))
 
 
@@ -207,10 +225,13 @@ class DecoderLayer(nn.Module):
         self.mlp = GatedGELU(width, mlp_dim, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: Tensor, emb: Tensor, memory: Tensor | None, memory_keep: Tensor | None) -> Tensor:
-        h = h + self.drop(self.self_attn(self.film_self(self.norm_self(h), emb), causal=self.causal))
+    def forward(self, h: Tensor, emb: Tensor, memory: Tensor | None, memory_keep: Tensor | None,
+                cache: dict[str, dict[str, Tensor]] | None = None) -> Tensor:
+        """``cache``: this layer's keys and values for incremental decoding (``h`` holds the newest frames only)."""
+        self_cache, cross_cache = (None, None) if cache is None else (cache.setdefault("self", {}), cache.setdefault("cross", {}))
+        h = h + self.drop(self.self_attn(self.film_self(self.norm_self(h), emb), causal=self.causal, cache=self_cache))
         if self.cross_attn is not None and memory is not None:
-            h = h + self.drop(self.cross_attn(self.norm_cross(h), memory, memory_keep))
+            h = h + self.drop(self.cross_attn(self.norm_cross(h), memory, memory_keep, cache=cross_cache))
         return h + self.drop(self.mlp(self.film_mlp(self.norm_mlp(h), emb)))
 
 
@@ -289,7 +310,26 @@ class T5FiLM(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, c_noise: Tensor, cond: Conditions | None = None) -> Tensor:
+    def encode(self, cond: Conditions | None, batch: int, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The decoder's cross-attention memory ``[B, L, width]`` and its mask: every token encoding, concatenated."""
+        if not self.encoders:
+            return None, None
+        encoded = [encoder(cond, batch, like, self.positions) for encoder in self.encoders]
+        # concat_encodings: one sequence, masks alike
+        return torch.cat([e for e, _ in encoded], dim=1), torch.cat([k for _, k in encoded], dim=1)
+
+    def start_decoding(self, cond: Conditions | None, batch: int, like: Tensor) -> DecodingCache:
+        """A cache for frame-by-frame decoding with a causal decoder: the encodings once, then each
+        layer's keys and values as frames are fed (``forward(new_frames, c_noise, cond, cache=...)``).
+        Why: generating F frames by re-running the whole network costs F encoder passes and O(F²) decoder
+        work; with the cache it is one encoder pass and O(F) decoder work, and the outputs are the same."""
+        if not self.config.causal:
+            raise ValueError("t5film: only a causal decoder (causal: true) decodes frame by frame")
+        memory, keep = self.encode(cond, batch, like)
+        return DecodingCache(memory, keep, [{} for _ in self.layers])
+
+    def forward(self, x: Tensor, c_noise: Tensor, cond: Conditions | None = None, cache: DecodingCache | None = None) -> Tensor:
+        """``cache`` (from :meth:`start_decoding`): ``x`` is the next frames after those fed before; their outputs."""
         cfg = self.config
         if x.ndim != 3 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"t5film takes [B, {cfg.in_channels}, T], got shape {tuple(x.shape)}")
@@ -301,17 +341,28 @@ class T5FiLM(nn.Module):
                 raise ValueError(f"condition {vector.spec.name!r} must be [B, {vector.spec.dim}], got {tuple(raw.shape)}")
             emb = emb + vector(cond, batch, (vector.spec.dim,), x)
 
-        memory = keep = None
-        if self.encoders:
-            encoded = [encoder(cond, batch, x, self.positions) for encoder in self.encoders]
-            memory = torch.cat([e for e, _ in encoded], dim=1)  # concat_encodings: one sequence, masks alike
-            keep = torch.cat([k for _, k in encoded], dim=1)
+        if cache is None:
+            memory, keep = self.encode(cond, batch, x)
+            start, layer_caches = 0, [None] * len(self.layers)
+        else:
+            memory, keep, start, layer_caches = cache.memory, cache.keep, cache.length, cache.layers
+            cache.length += length
 
         h = self.frames_in(x.transpose(1, 2))
-        h = self.drop(h + self.positions(length).to(h.dtype))
-        for layer in self.layers:
-            h = layer(h, emb, memory, keep)
+        h = self.drop(h + self.positions(start + length)[start:].to(h.dtype))
+        for layer, layer_cache in zip(self.layers, layer_caches):
+            h = layer(h, emb, memory, keep, layer_cache)
         return self.out(self.drop(self.norm(h))).transpose(1, 2)
 
 
-__all__ = ["RMSNorm", "T5FiLM", "T5FiLMConfig"]
+@dataclass
+class DecodingCache:
+    """What :meth:`T5FiLM.start_decoding` keeps between frames: the encodings and each layer's keys and values."""
+
+    memory: Tensor | None
+    keep: Tensor | None
+    layers: list[dict]
+    length: int = 0  #: frames fed so far (the next frame's position)
+
+
+__all__ = ["DecodingCache", "RMSNorm", "T5FiLM", "T5FiLMConfig"]
