@@ -169,6 +169,23 @@ def test_t5film_decoding_frame_by_frame_with_its_cache_equals_the_whole_causal_p
         small_t5film().start_decoding(cond, x.shape[0], x)  # a diffusion decoder sees every frame at once
 
 
+def test_t5film_reuses_encodings_only_for_the_very_same_conditions():
+    torch.manual_seed(0)
+    net = perturb(small_t5film()).eval()
+    x, c_noise, cond = t5film_inputs()
+    with torch.no_grad():
+        base = net(x, c_noise, cond)
+        with net.reusing_encodings():
+            assert torch.equal(net(x, c_noise, cond), base) and torch.equal(net(x * 0.5, c_noise, cond), net(x * 0.5, c_noise, dict(cond)))
+            cond["context"].mul_(-1.0)  # edited in place: encoded afresh, not read from the stale encoding
+            edited = net(x, c_noise, cond)
+            other = {**cond, "notes": (cond["notes"] + 1) % 9}  # new tensors: encoded afresh
+            changed = net(x, c_noise, other)
+        assert torch.equal(edited, net(x, c_noise, cond)) and not torch.equal(edited, base)
+        assert torch.equal(changed, net(x, c_noise, other))
+    assert net._encodings is None  # forgotten when the block ends
+
+
 # ---------------------------------------------------------------- DiT: a set stays a set
 
 

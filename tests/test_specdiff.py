@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -34,6 +35,21 @@ def test_a_piece_is_generated_segment_by_segment_to_its_length(one_thread):
     assert mel.shape == (128, 3 * 32) and mel.abs().max() <= 1.0  # 1.5 s → three segments, clamped to the codec's range
     audio = model.synthesize(PIECE, seconds=1.5, steps=2)
     assert audio.shape == (1, 24000) and torch.isfinite(audio).all()
+
+
+def test_sampling_encodes_each_segment_once_and_samples_the_same_mel(one_thread, monkeypatch):
+    """The sampler calls the network 2·steps − 1 times per segment with the same notes and context: their
+    encodings are reused within a segment, never across segments, and the mel is what re-encoding gives."""
+    model = _model()
+    net, calls = model.denoiser.net, []
+    encode = net.encode
+    monkeypatch.setattr(net, "encode", lambda *args: calls.append(1) or encode(*args))
+    reused = model.generate_mel(PIECE, steps=4, generator=torch.Generator().manual_seed(3))
+    assert len(calls) == 3  # three segments, one encoding each
+    calls.clear()
+    monkeypatch.setattr(net, "reusing_encodings", contextlib.nullcontext)
+    fresh = model.generate_mel(PIECE, steps=4, generator=torch.Generator().manual_seed(3))
+    assert len(calls) == 3 * 7 and torch.equal(reused, fresh)  # Heun: 2·4 − 1 network calls per segment
 
 
 def test_the_notes_and_the_previous_segment_change_the_denoised_mel(one_thread):

@@ -149,14 +149,20 @@ class SpecDiff(nn.Module):
                      device: torch.device | str = "cpu") -> torch.Tensor:
         """The scaled log-mel ``[n_mels, frames]`` of a piece, segment by segment (each on the previous)."""
         from stemkit.diffusion.guidance import ClassifierFreeGuidance
-        from stemkit.diffusion.samplers import sample
 
         if self.config.autoregressive and cfg != 1.0:
             raise StemkitError("an autoregressive spectrogram model has no guidance: leave --cfg at 1")
         piece = encode_piece(tracks, self.config.vocabulary(), seconds)
         denoiser = self.denoiser if cfg == 1.0 else ClassifierFreeGuidance(self.denoiser, cfg)
+        with self.denoiser.net.reusing_encodings():  # a segment's notes and context are encoded once, not per step
+            return self._generate_segments(piece.segments, denoiser, steps, sampler, generator, progress, device)
+
+    def _generate_segments(self, segments: list[list[int]], denoiser: Any, steps: int, sampler: str,
+                           generator: torch.Generator | None, progress: bool, device: torch.device | str) -> torch.Tensor:
+        from stemkit.diffusion.samplers import sample
+
         frames, mels, previous = self.config.segment_frames, [], None
-        for segment in piece.segments:
+        for segment in segments:
             ids, mask = pad_tokens([segment], device)
             cond = self.conditions(ids, mask, previous)
             if self.config.autoregressive:

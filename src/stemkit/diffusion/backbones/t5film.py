@@ -52,6 +52,8 @@ What this module does, and why:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -318,6 +320,30 @@ class T5FiLM(nn.Module):
         # concat_encodings: one sequence, masks alike
         return torch.cat([e for e, _ in encoded], dim=1), torch.cat([k for _, k in encoded], dim=1)
 
+    @contextmanager
+    def reusing_encodings(self) -> Iterator[None]:
+        """Within this block (and without gradients), a call with the very same condition tensors as the call
+        before reuses its encodings. Why: a sampler calls the network dozens of times per segment with one
+        unchanging set of notes and context, and re-encoding them each time is about as costly as the
+        decoder itself. Keyed on the tensors' identity and version, so new or edited conditions are encoded
+        afresh; the block ends by forgetting them."""
+        self._encodings: dict | None = {}
+        try:
+            yield
+        finally:
+            self._encodings = None
+
+    def _encodings_of(self, cond: Conditions | None, batch: int, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        memo = getattr(self, "_encodings", None)
+        if memo is None or torch.is_grad_enabled():
+            return self.encode(cond, batch, like)
+        tensors = tuple(sorted((k, v) for k, v in (cond or {}).items() if isinstance(v, Tensor)))
+        key = (batch, like.dtype, like.device, tuple((k, id(v), v._version) for k, v in tensors))
+        if key not in memo:
+            memo.clear()  # one entry: the tensors it holds keep their ids from being reused while it lives
+            memo[key] = (tensors, self.encode(cond, batch, like))
+        return memo[key][1]
+
     def start_decoding(self, cond: Conditions | None, batch: int, like: Tensor) -> DecodingCache:
         """A cache for frame-by-frame decoding with a causal decoder: the encodings once, then each
         layer's keys and values as frames are fed (``forward(new_frames, c_noise, cond, cache=...)``).
@@ -342,7 +368,7 @@ class T5FiLM(nn.Module):
             emb = emb + vector(cond, batch, (vector.spec.dim,), x)
 
         if cache is None:
-            memory, keep = self.encode(cond, batch, x)
+            memory, keep = self._encodings_of(cond, batch, x)
             start, layer_caches = 0, [None] * len(self.layers)
         else:
             memory, keep, start, layer_caches = cache.memory, cache.keep, cache.length, cache.layers
