@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from stemkit.errors import StemkitError
 from stemkit.midi.notes import read_midi_tracks
 from stemkit.midi.tokens import encode_piece
 from stemkit.models import load_model
@@ -44,7 +45,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tracks = read_midi_tracks(args.midi)
+    try:
+        tracks = read_midi_tracks(args.midi)
+    except StemkitError as error:
+        raise SystemExit(f"error: {error}") from None
+    if args.segments < 1 or args.steps < 1:
+        raise SystemExit("error: --segments and --steps must be at least 1")
     print(f"{args.midi}: {args.segments} segment(s), {args.threads} thread(s)\n")
     print("| model | generation | s per 5.12-s segment | × real time |")
     print("|---|---|---:|---:|")
