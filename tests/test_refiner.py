@@ -44,6 +44,43 @@ def test_an_untrained_refiner_returns_its_input_at_every_step(one_thread):
         torch.testing.assert_close(out, _round_trip(estimates, cfg), atol=1e-5, rtol=1e-5)
 
 
+def _ratio_masked(mix: torch.Tensor, estimates: torch.Tensor, cfg: RefinerConfig) -> torch.Tensor:
+    """Each part as its power's share of the mixture's STFT, the Wiener post-filter of the estimates."""
+    batch, parts, channels, length = estimates.shape
+    mix_spec = torch.stft(mix.reshape(-1, length), cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), return_complex=True)
+    specs = torch.stft(estimates.reshape(-1, length), cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft),
+                       return_complex=True).view(batch, parts, channels, *mix_spec.shape[-2:])
+    power = specs.abs().square()[..., :-1, :] + 1e-8
+    share = power / power.sum(dim=1, keepdim=True)
+    masked = torch.nn.functional.pad(share, (0, 0, 0, 1)) * mix_spec.view(batch, 1, channels, *mix_spec.shape[-2:])
+    audio = torch.istft(masked.reshape(-1, *mix_spec.shape[-2:]), cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), length=length)
+    return audio.view_as(estimates)
+
+
+def test_an_untrained_mixture_refiner_is_the_ratio_mask_of_the_mixture(one_thread):
+    torch.manual_seed(0)
+    cfg = tiny_config(output="mixture")
+    model = Refiner(cfg).eval()
+    mix, estimates = torch.randn(2, 1, 700), torch.randn(2, 3, 1, 700)
+    out = model(mix, estimates, torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(out, _ratio_masked(mix, estimates, cfg), atol=1e-4, rtol=1e-4)
+    assert (out - _round_trip(estimates, cfg)).abs().max() > 0.1  # not the residual refiner's identity
+
+
+def test_a_trained_mixture_refiner_still_splits_the_mixture_exactly(one_thread):
+    torch.manual_seed(0)
+    cfg = tiny_config(output="mixture", audio_channels=2)
+    model = Refiner(cfg).eval()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    mix, estimates = torch.randn(2, 2, 700), torch.randn(2, 3, 2, 700)
+    out = model(mix, estimates, torch.tensor([0, 1]))
+    torch.testing.assert_close(out.sum(dim=1), _round_trip(mix, cfg), atol=1e-4, rtol=1e-4)
+    assert (out - _ratio_masked(mix, estimates, cfg)).abs().max() > 1e-2  # training moved the masks
+    with pytest.raises(ValueError, match="output"):
+        tiny_config(output="masks")
+
+
 def test_the_step_and_the_mixture_change_the_output_once_trained(one_thread):
     torch.manual_seed(0)
     model = Refiner(tiny_config()).eval()
@@ -55,9 +92,10 @@ def test_the_step_and_the_mixture_change_the_output_once_trained(one_thread):
     assert (model(2 * mix, estimates, torch.tensor([0])) - first).abs().max() > 1e-3
 
 
-def test_gradients_reach_every_parameter(one_thread):
+@pytest.mark.parametrize("output", ["residual", "mixture"])
+def test_gradients_reach_every_parameter(one_thread, output):
     torch.manual_seed(0)
-    model = Refiner(tiny_config()).train()
+    model = Refiner(tiny_config(output=output)).train()
     torch.nn.init.normal_(model.last_conv.weight, std=0.1)  # as after a first step: a zero last layer passes no gradient back
     mix, estimates, stems = torch.randn(2, 1, 600), torch.randn(2, 3, 1, 600), torch.randn(2, 3, 1, 600)
     refinement_loss(model, mix, estimates, stems, torch.tensor([0, 2])).backward()
@@ -127,10 +165,11 @@ def test_training_refines_a_chain_of_its_own_estimates(monkeypatch, one_thread):
     assert seen == {0, 1, 2}
 
 
-def test_training_lowers_the_loss_below_the_bases(one_thread):
+@pytest.mark.parametrize("output", ["residual", "mixture"])
+def test_training_lowers_the_loss_below_the_bases(one_thread, output):
     """A few Adam steps on one batch: the refined estimates beat the (deliberately poor) base's."""
     torch.manual_seed(0)
-    model = Refiner(tiny_config()).train()
+    model = Refiner(tiny_config(output=output)).train()
     stems = torch.randn(4, 3, 1, 544).cumsum(-1) * 0.05  # smooth, speech-like low-pass signals
     mix = stems.sum(dim=1)
     estimates = 0.6 * stems + 0.2 * mix[:, None]  # the base leaks every other part into each

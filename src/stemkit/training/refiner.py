@@ -19,6 +19,7 @@ import torch
 
 from stemkit.errors import StemkitError
 from stemkit.metrics.separation import aggregate, evaluate_track
+from stemkit.precision import autocast
 from stemkit.separation.refinement import refine_signal
 from stemkit.separation.refiner import Refiner, RefinerConfig
 from stemkit.separation.separator import fit_channels
@@ -111,8 +112,10 @@ class RefinerSystem(StemkitSystem):
         if getattr(base, "segment_samples", None) == mix.shape[-1] and base.sample_rate == cfg.sample_rate:
             order = [base.targets.index(t) for t in cfg.targets]
             run = fit_channels(lambda chunks: base.separate_windows(chunks, order, None), base.model_channels, mix.shape[1])
-            with torch.no_grad():
-                return run(mix).clone()
+            # at the precision inference runs it (bfloat16 where the CPU computes it natively): the estimates
+            # the refiner learns from are the ones it will be given
+            with torch.no_grad(), autocast(base.device, getattr(base, "compute_dtype", None)):
+                return run(mix).float().clone()
         found = [base.separate(item.cpu(), cfg.sample_rate) for item in mix]
         return torch.stack([torch.stack([f[t] for t in cfg.targets]) for f in found]).to(mix.device).clone()
 
