@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from conftest import REPO, fit_tiny_lasaft, run_cli
 from stemkit.audio.spectral import from_complex_channels, to_complex_channels
 from stemkit.separation.refinement import RefinedSeparator, base_name, refine_windows
 from stemkit.separation.refiner import Refiner, RefinerConfig
-from stemkit.training.refiner import RefinerSystem, refinement_loss
+from stemkit.training.refiner import RefinerSystem, part_sdr, refinement_loss
 
 TINY = str(REPO / "configs" / "refiner" / "chorales_tiny.yaml")
 
@@ -165,8 +166,8 @@ def test_training_refines_a_chain_of_its_own_estimates(monkeypatch, one_thread):
     assert seen == {0, 1, 2}
 
 
-@pytest.mark.parametrize("output", ["residual", "mixture"])
-def test_training_lowers_the_loss_below_the_bases(one_thread, output):
+@pytest.mark.parametrize("output,loss", [("residual", "spectrogram"), ("mixture", "spectrogram"), ("mixture", "sdr")])
+def test_training_lowers_the_loss_below_the_bases(one_thread, output, loss):
     """A few Adam steps on one batch: the refined estimates beat the (deliberately poor) base's."""
     torch.manual_seed(0)
     model = Refiner(tiny_config(output=output)).train()
@@ -178,11 +179,24 @@ def test_training_lowers_the_loss_below_the_bases(one_thread, output):
     first = None
     for _ in range(40):
         optimizer.zero_grad()
-        loss = refinement_loss(model, mix, estimates, stems, step)
-        loss.backward()
+        value = refinement_loss(model, mix, estimates, stems, step, loss)
+        value.backward()
         optimizer.step()
-        first = first if first is not None else loss.item()
-    assert loss.item() < 0.5 * first
+        first = first if first is not None else value.item()
+    if loss == "sdr":  # minus dB: the refined parts gain at least 3 dB over the base's
+        assert value.item() < first - 3.0
+    else:
+        assert value.item() < 0.5 * first
+
+
+def test_the_sdr_loss_weighs_every_part_alike_and_saturates_at_30_db():
+    torch.manual_seed(0)
+    truth = torch.randn(1, 2, 1, 4000) * torch.tensor([1.0, 0.1])[None, :, None, None]  # one loud part, one 20 dB quieter
+    noisy = truth + 0.1 * truth.std(dim=-1, keepdim=True) * torch.randn_like(truth)  # each 20 dB below its part,
+    expected = 10 * math.log10(1 / (0.01 + 1e-3))  # and the 30-dB ceiling adds 1e-3 of the part to the error
+    torch.testing.assert_close(part_sdr(noisy, truth), torch.full((1, 2), expected), atol=0.3, rtol=0)
+    assert 28.5 < part_sdr(truth, truth).min() <= 30.0  # the quiet part: the epsilon costs it 1 dB
+    assert abs(part_sdr(torch.zeros(1, 1, 1, 10), torch.zeros(1, 1, 1, 10)).item()) < 1e-6  # a resting part: 0 dB, finite
 
 
 @pytest.fixture(scope="module")
