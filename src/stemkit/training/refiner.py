@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from stemkit.audio.spectral import from_complex_channels
 from stemkit.errors import StemkitError
 from stemkit.metrics.separation import aggregate, evaluate_track
 from stemkit.precision import autocast
 from stemkit.separation.refinement import refine_signal
-from stemkit.audio.spectral import from_complex_channels
 from stemkit.separation.refiner import Refiner, RefinerConfig
 from stemkit.separation.separator import fit_channels
 from stemkit.training.system import StemkitSystem
