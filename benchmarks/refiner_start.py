@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refiner", required=True, help="a refiner model (name or .safetensors)")
     parser.add_argument("--tracks", type=int, default=5, help="the first N tracks")
     args = parser.parse_args(argv)
+    if args.tracks < 1:
+        print("error: --tracks must be at least 1", file=sys.stderr)
+        return 2
     from stemkit.data.reference import open_reference_dataset
     from stemkit.errors import StemkitError
-    from stemkit.metrics.separation import aggregate, evaluate_track
-    from stemkit.separation.progressive import wiener_filter
-    from stemkit.separation.refinement import RefinedSeparator, load_refiner
+    from stemkit.metrics.separation import aggregate
+    from stemkit.separation.refinement import load_refiner
     from stemkit.separation.refiner import Refiner
     from stemkit.separation.adapters import load_separator
 
@@ -39,6 +41,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(0)
     untrained = Refiner(trained.config).eval()
+    try:
+        scores = score(tracks, base, untrained, trained)
+    except StemkitError as error:  # e.g. NaN audio in a track
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.dataset}, first {len(tracks)} tracks, one refinement (average over tracks, dB)")
+    print("| method | cSDR | uSDR | SI-SDR | SIR | SAR |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, by_track in scores.items():
+        m = aggregate(by_track)[1]
+        print(f"| {label} | {m['cSDR']:.2f} | {m['uSDR']:.2f} | {m['SI-SDR']:.2f} | {m['SIR']:.2f} | {m['SAR']:.2f} |")
+    return 0
+
+
+def score(tracks, base, untrained, trained) -> dict[str, dict]:
+    """museval scores per method and track."""
+    from stemkit.metrics.separation import evaluate_track
+    from stemkit.separation.progressive import wiener_filter
+    from stemkit.separation.refinement import RefinedSeparator
+
     scores: dict[str, dict] = {"one pass": {}, "Wiener filter": {}, "untrained refiner": {}, "trained refiner": {}}
     for track in tracks:
         mix = track.load_mix()
@@ -50,13 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 refined = RefinedSeparator(base, model, steps=2, device="cpu").refine(mix, track.sample_rate, first, 0)
             scores[label][track.name] = evaluate_track(references, refined, track.sample_rate)
-    print(f"{args.dataset}, first {len(tracks)} tracks, one refinement (average over tracks, dB)")
-    print("| method | cSDR | uSDR | SI-SDR | SIR | SAR |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, by_track in scores.items():
-        m = aggregate(by_track)[1]
-        print(f"| {label} | {m['cSDR']:.2f} | {m['uSDR']:.2f} | {m['SI-SDR']:.2f} | {m['SIR']:.2f} | {m['SAR']:.2f} |")
-    return 0
+    return scores
 
 
 if __name__ == "__main__":

@@ -13,15 +13,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from stemkit.data.layout import is_track_dir
+
 
 def tracks(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and "_track" in p.name and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if is_track_dir(p) and "_track" in p.name)
 
 
 def spread(items: list[Path], count: int | None) -> list[Path]:
     if count is None or count >= len(items):
         return items
     return [items[int(i * len(items) / count)] for i in range(count)]
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     for source in args.sources:
         folder, _, count = source.partition(":")
         path = Path(folder)
-        if not path.is_dir():
-            print(f"error: {folder} is not a folder of tracks", file=sys.stderr)
-            return 2
-        chosen += spread(tracks(path), int(count) if count else None)
-    args.out.mkdir(parents=True, exist_ok=True)
+        found = tracks(path) if path.is_dir() else []
+        if not found:
+            return fail(f"{folder} is not a folder of chorale tracks")
+        if count and not (count.isdigit() and int(count) > 0):
+            return fail(f"{source}: N must be a positive whole number")
+        chosen += spread(found, int(count) if count else None)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return fail(f"cannot write {args.out}: {error.strerror}")
     counters: dict[str, int] = {}
     for track in chosen:
         ensemble = track.name.split("_track")[0]

@@ -178,10 +178,10 @@ class Refiner(nn.Module):
         ratio = (log_power + out[:, :, 0]).softmax(dim=1)  # [B, S, C, T, F], sums to 1 over S
         correction = out[:, :, 1:].transpose(2, 3)  # [B, S, C, 2, T, F]: re, im per channel
         correction = correction - correction.mean(dim=1, keepdim=True)  # sums to 0 over S
-        mixture = mix_spec.reshape(batch, 1, channels, 2, frames, freqs)
-        real = ratio * mixture[:, :, :, 0] + correction[:, :, :, 0] * mixture[:, :, :, 0] - correction[:, :, :, 1] * mixture[:, :, :, 1]
-        imag = ratio * mixture[:, :, :, 1] + correction[:, :, :, 0] * mixture[:, :, :, 1] + correction[:, :, :, 1] * mixture[:, :, :, 0]
-        return torch.stack([real, imag], dim=3).reshape(batch, parts, 2 * channels, frames, freqs)
+        mask = correction + torch.stack([ratio, torch.zeros_like(ratio)], dim=3)  # complex, sums to 1 over S
+        mask = mask.reshape(batch * parts, 2 * channels, frames, freqs)
+        refined = complex_channels_multiply(mask, mix_spec.repeat_interleave(parts, dim=0))
+        return refined.view(batch, parts, 2 * channels, frames, freqs)
 
     def forward(self, mix: torch.Tensor, estimates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         batch, parts, channels, length = estimates.shape
