@@ -11,7 +11,9 @@ prints the EDM loss with the parts' own pitch latents, with every note moved a t
 (:func:`stemkit.training.dismix_ldm.pitch_reliance`, logged as ``valid/pitch_reliance`` by runs that have
 it), once with the transcriber's notes and once with the true ones. The gap is 0 for a decoder deaf to
 pitch and grows as it reads ν. It also prints how far apart the projector puts the ν of different held
-notes, against ν's own size, now and at initialisation (:func:`projector_spread`).
+notes, against ν's own size, now and at initialisation (:func:`projector_spread`), and how many of the
+transcriber's classes the binarised roll turns on per frame (:func:`roll_density`): one for a monophonic
+part, many for a transcriber that has learnt a code of its own rather than the notes (Table 3's M2).
 
 ``--p-mean`` draws σ as another run was trained (so runs trained with other ``edm.p_mean`` compare on
 one footing), and ``--sigmas`` adds the gap at single noise levels: the notes matter most where the noisy
@@ -46,6 +48,14 @@ def projector_spread(model, pitches: tuple[int, ...] = (48, 54, 60, 66)) -> dict
     rms = nu.pow(2).mean(dim=1).sqrt()
     pairs = [(nu[a] - nu[b]).pow(2).mean().sqrt() for a, b in itertools.combinations(range(len(pitches)), 2)]
     return {"nu_rms": rms.mean().item(), "pitch_distance": torch.stack(pairs).mean().item()}
+
+
+def roll_density(logits: torch.Tensor, generator: torch.Generator) -> tuple[float, float]:
+    """Classes on per frame of the binarised roll: at inference's threshold 0.5, and at training's h ~ U(0, 1)."""
+    probabilities = torch.sigmoid(logits)
+    random_thresholds = torch.rand(probabilities.shape, generator=generator)
+    return ((probabilities > 0.5).float().sum(dim=-2).mean().item(),
+            (probabilities > random_thresholds).float().sum(dim=-2).mean().item())
 
 
 @contextmanager
@@ -93,9 +103,13 @@ def main() -> None:
     draws = {"": (own_config.p_mean if args.p_mean is None else args.p_mean, own_config.p_std)}
     draws.update({f"_sigma{sigma:g}": (math.log(sigma), 0.0) for sigma in args.sigmas})
     losses: dict[str, list[float]] = {}
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for index, batch in enumerate(data.val_dataloader()):
             _, latents, source_latents = system._terms(batch, 0.0)
+            at_half, at_random = roll_density(latents.logits, generator)
+            losses.setdefault("roll_classes_on", []).append(at_half)
+            losses.setdefault("roll_classes_on_training", []).append(at_random)
             for level, (p_mean, p_std) in draws.items():
                 for suffix, roll in (("", None), ("_true_roll", batch["roll"])):
                     with noise_levels(system.model, p_mean, p_std):
@@ -110,6 +124,8 @@ def main() -> None:
     result.update(fresh_nu_rms=fresh["nu_rms"], fresh_pitch_distance=fresh["pitch_distance"])
     print(f"step {step}: a held note's ν has RMS {result['nu_rms']:.4f} and lies {result['pitch_distance']:.4f} from another "
           f"pitch's (at initialisation {fresh['nu_rms']:.4f} and {fresh['pitch_distance']:.4f})")
+    print(f"step {step}: the binarised roll turns on {result['roll_classes_on']:.2f} classes per frame at threshold 0.5 "
+          f"({result['roll_classes_on_training']:.2f} at training's random thresholds)")
     for level in draws:
         where = f"σ = {float(level[6:]):g}" if level else f"ln σ ~ N({draws[''][0]:g}, {draws[''][1]:g}²)"
         for suffix, notes in (("", "the transcriber's notes"), ("_true_roll", "the true notes")):

@@ -99,6 +99,41 @@ def test_encode_then_decode_is_the_unswapped_rendering(cli, chorale_dir, tiny_mo
     assert torch.allclose(written, _as_written(expected), atol=2 / 32768)
 
 
+def test_decode_through_a_chosen_vocoder(cli, chorale_dir, tiny_model, tmp_path, one_thread):
+    """--vocoder renders the decoded mels with a trained mel vocoder made for the model's mel settings (the files
+    are the Python API's with that vocoder, and differ from Griffin-Lim's); griffin-lim brings Griffin-Lim back; a
+    vocoder made for other mel settings is refused in one line before any work; eval records which decoder scored."""
+    from stemkit.models import save_model
+    from stemkit.synthesis.mel_codec import GRIFFIN_LIM
+    from stemkit.synthesis.vocoder import MelVocoder, MelVocoderConfig
+
+    torch.manual_seed(0)
+    mel64 = save_model(MelVocoder(MelVocoderConfig(mel={"n_mels": 64, "win_length": 1024, "hop": 160}, dim=8,
+                                                   intermediate=16, layers=1)), tmp_path / "voc64")
+    mel128 = save_model(MelVocoder(MelVocoderConfig(dim=8, intermediate=16, layers=1)), tmp_path / "voc128")
+    a = _tracks(chorale_dir)[0]
+    latents = tmp_path / "a.safetensors"
+    cli("dismix", "encode", str(a), "--out", str(latents), "--model", str(tiny_model), *EXCERPT, *SAMPLING, check=True)
+    encoded = EncodedParts.load(latents)
+
+    out = tmp_path / "vocoded"
+    cli("dismix", "decode", str(latents), "--out", str(out), "--vocoder", str(mel64), *SAMPLING, check=True)
+    names, audio = _stems(out)
+    written = torch.stack([audio[names.index(f"{i}_{n}.wav")] for i, n in enumerate(encoded.instruments)])
+    vocoded = TimbreSwapper(str(tiny_model), device="cpu", steps=2, vocoder=str(mel64))
+    assert isinstance(vocoded.model.vae.codec.vocoder(), MelVocoder)
+    assert torch.allclose(written, _as_written(vocoded.decode(encoded, seed=0)), atol=2 / 32768)
+    griffin = TimbreSwapper(str(tiny_model), device="cpu", steps=2, vocoder=GRIFFIN_LIM)
+    assert griffin.model.vae.codec.vocoder() is None
+    assert (_as_written(griffin.decode(encoded, seed=0)) - written).abs().max() > 1e-3
+
+    refused = tmp_path / "refused"
+    result = cli("dismix", "decode", str(latents), "--out", str(refused), "--vocoder", str(mel128), *SAMPLING)
+    assert result.returncode != 0 and "other mel settings" in result.stderr and "Traceback" not in result.stderr
+    assert not refused.exists()
+    assert "mel decoder: Griffin-Lim" in cli("models", str(tiny_model), check=True).stdout
+
+
 def test_a_mixture_file_takes_one_query_per_part(cli, chorale_dir, tiny_model, tmp_path, one_thread):
     a, b = _tracks(chorale_dir)[:2]
     queries = sorted(str(p) for p in (b / "stems_audio").iterdir())

@@ -277,7 +277,8 @@ def test_the_caller_picks_a_mel_models_decoder_and_a_model_without_mels_refuses_
     synthesizer that samples no mels says so instead of ignoring the request."""
     from stemkit.midi.notes import write_midi
     from stemkit.models import save_model
-    from stemkit.synthesis.synthesize import GRIFFIN_LIM, Synthesizer
+    from stemkit.synthesis.mel_codec import GRIFFIN_LIM
+    from stemkit.synthesis.synthesize import Synthesizer
     from stemkit.synthesis.vocoder import MelVocoder, MelVocoderConfig
 
     torch.manual_seed(0)

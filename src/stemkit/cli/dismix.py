@@ -35,7 +35,14 @@ def _add_sampling(p: argparse.ArgumentParser, model_help: str = f"(default: {DEF
     p.add_argument("--steps", type=int, default=32, help="the decoder's sampling steps (EDM)")
     p.add_argument("--sampler", default="heun", help="heun, euler or dpmpp2m")
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise: the same seed gives the same audio")
+    _add_vocoder(p)
     add_device(p)
+
+
+def _add_vocoder(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--vocoder", default=None, metavar="NAME|griffin-lim",
+                   help=prefix + "the decoded mels' path to audio: a mel-vocoder model made for the model's mel settings (name or "
+                        "file), or griffin-lim (default: the model's own, `stemkit models NAME` shows it)")
 
 
 def _add_excerpt(p: argparse.ArgumentParser) -> None:
@@ -90,15 +97,16 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
 def _swapper(args: argparse.Namespace, model: str | None = None):
     from stemkit.disentanglement.swap import TimbreSwapper
 
-    return TimbreSwapper(model or args.model or DEFAULT_LDM, device=args.device, steps=args.steps, sampler=args.sampler, progress=not args.quiet)
+    return TimbreSwapper(model or args.model or DEFAULT_LDM, device=args.device, steps=args.steps, sampler=args.sampler,
+                         progress=not args.quiet, vocoder=args.vocoder)
 
 
 def _run_swap(args: argparse.Namespace) -> int:
     from stemkit.disentanglement.swap import write_parts
     from stemkit.outputs import check_output_dir
 
+    swapper = _swapper(args)  # first: a model or vocoder that cannot load leaves no output folder behind
     check_output_dir(args.out)
-    swapper = _swapper(args)
     excerpt = dict(start=args.start, seconds=args.seconds, query_seconds=args.query_seconds)
     a = swapper.read(args.a, args.queries, **excerpt)
     b = swapper.read(args.timbre_from, args.timbre_queries, **excerpt)
@@ -123,8 +131,8 @@ def _run_decode(args: argparse.Namespace) -> int:
     from stemkit.outputs import check_output_dir
 
     parts = EncodedParts.load(args.latents)
-    check_output_dir(args.out)
     swapper = _swapper(args, args.model or parts.model or DEFAULT_LDM)
+    check_output_dir(args.out)
     for path in write_parts(args.out, swapper.decode(parts, seed=args.seed), parts.instruments, swapper.sample_rate):
         print(path)
     return 0
@@ -162,6 +170,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="dismix-ldm: decode each part alone instead of all parts of a mixture together (Table 3's "
                         "'Single' column)")
     p.add_argument("--seed", type=int, default=0, help="seed of the queries and the swaps")
+    _add_vocoder(p, "dismix-ldm: ")
     p.add_argument("--json", type=Path, default=None, help="also write the results here (JSON)")
     add_quiet(p)
     p.set_defaults(func=_run_eval)
@@ -172,6 +181,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from stemkit.errors import StemkitError
     from stemkit.models import load_model
     from stemkit.outputs import check_output_file
+    from stemkit.synthesis.mel_codec import GRIFFIN_LIM
 
     if args.json is not None:
         check_output_file(args.json, "--json", (".json",))
@@ -186,7 +196,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         from stemkit.disentanglement.swap import TimbreSwapper
         from stemkit.disentanglement.timbre_evaluation import evaluate_timbre_swaps, format_timbre_table
 
-        swapper = TimbreSwapper(args.model, device=args.device, steps=args.steps, single=args.single)
+        swapper = TimbreSwapper(args.model, device=args.device, steps=args.steps, single=args.single, vocoder=args.vocoder)
         result = evaluate_timbre_swaps(swapper, classifier, args.dataset, args.limit, args.start, args.seconds, args.seed,
                                        progress=not args.quiet)
         table = format_timbre_table(result)
@@ -195,7 +205,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         table = format_table(result)
     result.update({"model": str(args.model), "classifier": str(classifier_name), "dataset": str(args.dataset)})
     if model.family == "dismix-ldm":
-        result.update({"steps": args.steps, "decoding": "single" if args.single or not model.config.set_decoding else "set"})
+        result.update({"steps": args.steps, "decoding": "single" if args.single or not model.config.set_decoding else "set",
+                       "vocoder": swapper.model.vae.codec.config.vocoder or GRIFFIN_LIM})
     print(table)
     if args.json is not None:
         from stemkit.atomic import atomic_output

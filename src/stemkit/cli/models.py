@@ -76,9 +76,13 @@ def _card(name: str) -> str:
              f"file: {where}", f"headline: {_headline(meta)}"]
     if meta.get("sampling"):
         lines.append("recommended sampling: " + ", ".join(f"{k}={v}" for k, v in meta["sampling"].items()))
-    mel = (meta.get("config") or {}).get("mel") or {}
+    config = meta.get("config") or {}
+    mel = config.get("mel") or {}
     if "vocoder" in mel and meta.get("task") == "synthesis":  # a synthesizer that samples mels
         lines.append(f"mel decoder: {mel['vocoder'] or 'Griffin-Lim'} (stemkit synth --vocoder picks another)")
+    vae_mel = (config.get("vae") or {}).get("mel") or {}
+    if "vocoder" in vae_mel and meta.get("task") == "disentanglement":  # DisMix's latent variant decodes mels too
+        lines.append(f"mel decoder: {vae_mel['vocoder'] or 'Griffin-Lim'} (stemkit dismix swap/decode/eval --vocoder picks another)")
     if card is None:
         lines += ["(no model card; its recorded facts:)", json.dumps({k: meta.get(k) for k in ("provenance", "metrics")}, indent=2)]
         return "\n".join(lines)

@@ -115,10 +115,12 @@ class TimbreSwapper:
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         steps, sampler, cfg: the decoder's EDM sampling.
         single: decode each part alone rather than all parts together (Table 3's "Single" column).
+        vocoder: the decoded mels' path to audio: a ``mel-vocoder`` model made for the model's mel settings
+            (name or file), or ``"griffin-lim"``; ``None`` keeps the model's own (its JSON's, else Griffin-Lim).
     """
 
     def __init__(self, model: str = "dismix-chorales", device: str = "auto", steps: int = 32, sampler: str = "heun",
-                 cfg: float = 1.0, progress: bool = False, single: bool = False) -> None:
+                 cfg: float = 1.0, progress: bool = False, single: bool = False, vocoder: str | None = None) -> None:
         from stemkit.diffusion import SAMPLERS
         from stemkit.models import load_model
         from stemkit.jobs import pick_device
@@ -128,6 +130,11 @@ class TimbreSwapper:
         if steps < 1:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         self.model, self.meta = load_model(model, family="dismix-ldm")
+        codec = self.model.vae.codec
+        if vocoder is not None:
+            codec.use_vocoder(vocoder)
+        else:
+            codec.vocoder()  # the model's own decoder, loaded now: a missing one fails before any encoding
         self.device = pick_device(device)
         self.model.to(self.device)
         self.name = self.meta.get("name", str(model))

@@ -24,6 +24,9 @@ from stemkit.diffusion.codecs import register_codec
 from stemkit.errors import StemkitError
 
 
+#: the vocoder name that asks for Griffin-Lim (no trained vocoder)
+GRIFFIN_LIM = "griffin-lim"
+
 @dataclass
 class MelCodecConfig:
     sample_rate: int = 16000
@@ -102,9 +105,12 @@ class MelCodec(nn.Module):
         return self.__dict__["_vocoder"]
 
     def use_vocoder(self, vocoder: str | None) -> None:
-        """Decode with another trained vocoder (a name or file), or with Griffin-Lim (``None``): a choice
-        made at inference, which the weights of the model that samples the mels do not depend on. The
-        vocoder is loaded, and its mel settings checked, at once, so a wrong one fails before any work."""
+        """Decode with another trained vocoder (a name or file), or with Griffin-Lim (``None`` or
+        ``"griffin-lim"``): a choice made at inference, which the weights of the model that samples the mels
+        do not depend on. The vocoder is loaded, and its mel settings checked, at once, so a wrong one fails
+        before any work."""
+        if vocoder is not None and vocoder.lower() == GRIFFIN_LIM:
+            vocoder = None
         self.config = replace(self.config, vocoder=vocoder or None)
         self.__dict__.pop("_vocoder", None)
         self.vocoder()

@@ -26,8 +26,6 @@ MIDI_SUFFIXES = (".mid", ".midi")
 DEFAULT_SYNTH = "violin-ldm-chorales"
 # What a model gets when neither the caller nor its JSON's ``sampling`` says otherwise.
 DEFAULT_SAMPLING = {"steps": 18, "sampler": "heun", "cfg": 1.0}
-#: the ``vocoder`` value that asks a mel model for Griffin-Lim (no trained vocoder)
-GRIFFIN_LIM = "griffin-lim"
 
 
 class Synthesizer:
@@ -66,7 +64,7 @@ class Synthesizer:
             if not hasattr(codec, "use_vocoder"):
                 raise StemkitError(f"model {self.name} does not decode mel spectrograms: --vocoder is for mel models "
                                    "(spectrogram diffusion)")
-            codec.use_vocoder(None if vocoder.lower() == GRIFFIN_LIM else vocoder)
+            codec.use_vocoder(vocoder)
         elif hasattr(codec, "use_vocoder"):
             codec.vocoder()  # the model's own decoder, loaded now: a missing one fails before any sampling
         self.model.to(pick_device(device))
