@@ -102,7 +102,7 @@ def test_encode_then_decode_is_the_unswapped_rendering(cli, chorale_dir, tiny_mo
 def test_decode_through_a_chosen_vocoder(cli, chorale_dir, tiny_model, tmp_path, one_thread):
     """--vocoder renders the decoded mels with a trained mel vocoder made for the model's mel settings (the files
     are the Python API's with that vocoder, and differ from Griffin-Lim's); griffin-lim brings Griffin-Lim back; a
-    vocoder made for other mel settings is refused in one line before any work; eval records which decoder scored."""
+    vocoder made for other mel settings is refused in one line before any work, and no output folder is left."""
     from stemkit.models import save_model
     from stemkit.synthesis.mel_codec import GRIFFIN_LIM
     from stemkit.synthesis.vocoder import MelVocoder, MelVocoderConfig
@@ -241,3 +241,4 @@ def test_dismix_eval_runs_table_3_for_a_latent_model(cli, chorale_dir, tiny_mode
     table = json.loads(out.read_text())
     assert table["mixtures"] == 2 and 0 < table["parts"] <= 8 and "timbre swapped" in result.stdout
     assert 0.0 <= table["instrument"] <= 1.0 and 0.0 <= table["pitch"] <= 1.0 and table["ground_truth"]["parts"] == table["parts"]
+    assert table["decoding"] == "set" and table["vocoder"] == "griffin-lim"  # which decoding and mel decoder scored

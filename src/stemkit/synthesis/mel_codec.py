@@ -23,9 +23,9 @@ from stemkit.audio.spectral import mel_filterbank
 from stemkit.diffusion.codecs import register_codec
 from stemkit.errors import StemkitError
 
-
 #: the vocoder name that asks for Griffin-Lim (no trained vocoder)
 GRIFFIN_LIM = "griffin-lim"
+
 
 @dataclass
 class MelCodecConfig:
