@@ -422,3 +422,5 @@ def test_dismix_eval_refuses_a_folder_that_is_not_a_chord_set_in_one_line(cli, t
     assert result.returncode == 1 and "is not a chord dataset" in result.stderr and "Traceback" not in result.stderr
     result = cli("dismix", "eval", "--dataset", str(tmp_path), "--model", str(judge), "--classifier", str(judge))
     assert result.returncode == 1 and "Traceback" not in result.stderr
+    result = cli("dismix", "eval", "--dataset", str(tmp_path), "--model", str(model), "--vocoder", "griffin-lim")
+    assert result.returncode == 1 and "--vocoder is for DisMix latent models" in result.stderr and "Traceback" not in result.stderr

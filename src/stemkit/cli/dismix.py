@@ -188,6 +188,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise StemkitError(f"--limit must be at least 1, got {args.limit}")
     model, _ = load_model(args.model, task="disentanglement")
+    if args.vocoder is not None and model.family != "dismix-ldm":
+        raise StemkitError(f"--vocoder is for DisMix latent models (dismix-ldm); {args.model} is a {model.family} model, "
+                           "which decodes no mels")
     classifier_name = args.classifier or DEFAULT_CLASSIFIERS.get(model.family)
     if classifier_name is None:
         raise StemkitError(f"no classifier is known for {model.family} models: pass --classifier")
