@@ -130,11 +130,7 @@ class TimbreSwapper:
         if steps < 1:
             raise StemkitError(f"--steps must be at least 1, got {steps}")
         self.model, self.meta = load_model(model, family="dismix-ldm")
-        codec = self.model.vae.codec
-        if vocoder is not None:
-            codec.use_vocoder(vocoder)
-        else:
-            codec.vocoder()  # the model's own decoder, loaded now: a missing one fails before any encoding
+        self.model.vae.codec.pick_decoder(vocoder)
         self.device = pick_device(device)
         self.model.to(self.device)
         self.name = self.meta.get("name", str(model))

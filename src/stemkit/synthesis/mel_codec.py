@@ -115,6 +115,14 @@ class MelCodec(nn.Module):
         self.__dict__.pop("_vocoder", None)
         self.vocoder()
 
+    def pick_decoder(self, vocoder: str | None) -> None:
+        """The caller's choice of decoder (a vocoder name or file, or ``"griffin-lim"``), or with ``None`` the
+        config's own, loaded now either way so that a missing or mismatched vocoder fails before any work."""
+        if vocoder is not None:
+            self.use_vocoder(vocoder)
+        else:
+            self.vocoder()
+
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F]`` → audio ``[B, 1, F · hop]``, by the trained vocoder if one is named, else Griffin-Lim."""
         vocoder = self.vocoder()

@@ -60,13 +60,11 @@ class Synthesizer:
         if not cfg >= 0:
             raise StemkitError(f"--cfg must be 0 or more (1 = no guidance), got {cfg}")
         codec = getattr(self.model, "codec", None)
-        if vocoder is not None:
-            if not hasattr(codec, "use_vocoder"):
-                raise StemkitError(f"model {self.name} does not decode mel spectrograms: --vocoder is for mel models "
-                                   "(spectrogram diffusion)")
-            codec.use_vocoder(vocoder)
-        elif hasattr(codec, "use_vocoder"):
-            codec.vocoder()  # the model's own decoder, loaded now: a missing one fails before any sampling
+        if vocoder is not None and not hasattr(codec, "pick_decoder"):
+            raise StemkitError(f"model {self.name} does not decode mel spectrograms: --vocoder is for mel models "
+                               "(spectrogram diffusion)")
+        if hasattr(codec, "pick_decoder"):
+            codec.pick_decoder(vocoder)
         self.model.to(pick_device(device))
         plays = self.instrument
         if instrument is not None and plays is not None and instrument != plays:
