@@ -48,7 +48,8 @@ def main() -> None:
     parser.add_argument("--sets", type=Path, nargs="+", required=True, help="chorale datasets (test split)")
     parser.add_argument("--tracks", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0, help="excerpt length from the start (rounded down to whole latent frames)")
-    parser.add_argument("--decoder", default="griffin-lim", help="'griffin-lim' or a mel-vocoder for the VAE's mel settings")
+    parser.add_argument("--decoder", default="griffin-lim",
+                        help="'griffin-lim' (the default, whatever the VAE names) or a mel-vocoder for the VAE's mel settings")
     parser.add_argument("--json", type=Path, help="write every figure here too")
     args = parser.parse_args()
     if args.tracks < 1 or args.seconds <= 0:
@@ -56,12 +57,8 @@ def main() -> None:
     torch.manual_seed(0)
     vae, _ = load_model(args.vae, family="mel-vae")
     vae.eval()
-    settings = vae.config.mel_config()
-    if args.decoder != "griffin-lim":
-        from dataclasses import replace
-
-        settings = replace(settings, vocoder=args.decoder)
-    codec = MelCodec(settings)
+    codec = MelCodec(vae.config.mel_config())
+    codec.pick_decoder(args.decoder)  # "griffin-lim" means it, even where the VAE names a vocoder of its own
     rate = vae.sample_rate
     seconds = int(args.seconds * rate) // vae.hop * vae.hop / rate
     rows = {"mel": lambda mel: mel,

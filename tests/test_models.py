@@ -85,10 +85,12 @@ def test_load_pretrained_returns_a_working_model_for_every_shipped_name(name):
     assert model.metadata["task"] == meta["task"] and model.metadata["sample_rate"] == meta["sample_rate"] == 16000
     assert meta["headline"] in meta["metrics"] and (PRETRAINED_DIR / f"{name}.md").is_file()
     assert sum(p.numel() for p in model.parameters()) == meta["parameters"]
-    if (meta["config"].get("mel") or {}).get("vocoder"):  # a mel decoder it names must ship too, with its settings
+    mel = meta["config"].get("mel") or (meta["config"].get("vae") or {}).get("mel") or {}  # its own, or its VAE's
+    if mel.get("vocoder"):  # a mel decoder it names must ship too, with its settings
         from stemkit.synthesis.vocoder import MelVocoder
 
-        assert meta["config"]["mel"]["vocoder"] in SHIPPED and isinstance(model.codec.vocoder(), MelVocoder)
+        codec = model.codec if hasattr(model, "codec") else model.vae.codec
+        assert mel["vocoder"] in SHIPPED and isinstance(codec.vocoder(), MelVocoder)
     wrong = "synthesis" if meta["task"] != "synthesis" else "separation"
     with pytest.raises(StemkitError, match=f"not a {wrong} model"):
         load_pretrained(name, task=wrong)
