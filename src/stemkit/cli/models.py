@@ -10,6 +10,9 @@ from stemkit.cli.common import Formatter
 from stemkit.errors import StemkitError
 from stemkit.outputs import check_output_file
 
+#: where a user picks the mel decoder of a model that samples mels, by the model's task
+MEL_DECODER_FLAGS = {"synthesis": "stemkit synth --vocoder", "disentanglement": "stemkit dismix swap/decode/eval --vocoder"}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     _add_models(sub)
@@ -77,12 +80,10 @@ def _card(name: str) -> str:
     if meta.get("sampling"):
         lines.append("recommended sampling: " + ", ".join(f"{k}={v}" for k, v in meta["sampling"].items()))
     config = meta.get("config") or {}
-    mel = config.get("mel") or {}
-    if "vocoder" in mel and meta.get("task") == "synthesis":  # a synthesizer that samples mels
-        lines.append(f"mel decoder: {mel['vocoder'] or 'Griffin-Lim'} (stemkit synth --vocoder picks another)")
-    vae_mel = (config.get("vae") or {}).get("mel") or {}
-    if "vocoder" in vae_mel and meta.get("task") == "disentanglement":  # DisMix's latent variant decodes mels too
-        lines.append(f"mel decoder: {vae_mel['vocoder'] or 'Griffin-Lim'} (stemkit dismix swap/decode/eval --vocoder picks another)")
+    mel = config.get("mel") or (config.get("vae") or {}).get("mel") or {}  # its own mel codec, or its VAE's
+    picker = MEL_DECODER_FLAGS.get(meta.get("task"))  # models that turn the mels they make into audio
+    if "vocoder" in mel and picker:
+        lines.append(f"mel decoder: {mel['vocoder'] or 'Griffin-Lim'} ({picker} picks another)")
     if card is None:
         lines += ["(no model card; its recorded facts:)", json.dumps({k: meta.get(k) for k in ("provenance", "metrics")}, indent=2)]
         return "\n".join(lines)
