@@ -111,8 +111,9 @@ def _overrides(kind: str, request, root: Path) -> list[str]:
         return ["--data.init_args.root", str(request.getfixturevalue("chord_dir")), "--data.init_args.valid_items", "2"]
     splits = request.getfixturevalue("chorale_splits")
     if kind == "segments":  # split folders named train/valid: the chorales reader takes the split from the name
-        return ["--data.init_args.train", f"{{chorales: {splits['train']}}}", "--data.init_args.valid",
-                f"{{chorales: {splits['valid']}}}", "--data.init_args.valid_items", "1"]
+        return ["--data.init_args.train", f"{{chorales: {splits['train']}, chorale_stems: {splits['train']}}}",
+                "--data.init_args.valid", f"{{chorales: {splits['valid']}, chorale_stems: {splits['valid']}}}",
+                "--data.init_args.valid_items", "1"]
     paths = ["--data.init_args.train_dir", str(splits["train"]), "--data.init_args.valid_dir", str(splits["valid"])]
     if kind == "chorales":
         return [*paths, "--data.init_args.valid_seconds", "1", "--data.init_args.valid_tracks", "1"]

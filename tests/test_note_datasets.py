@@ -325,11 +325,34 @@ def test_generated_chorales_read_with_their_programs_and_the_folder_as_split(cho
     assert {r.split for r in find_recordings("chorales", chorale_dir)} <= {"train", "valid", "test"}  # hashed elsewhere
 
 
+def test_chorale_stems_are_each_part_alone_with_its_own_notes_in_its_tracks_split(chorale_dir: Path, tmp_path: Path):
+    """Each part of each chorale is one recording: its stem audio and only its own MIDI track (its program),
+    in the split of the track it belongs to — so a model can learn what one instrument alone sounds like."""
+    from stemkit.data.layout import list_tracks
+
+    tracks = list_tracks(chorale_dir)
+    split_root = tmp_path / "valid"
+    split_root.mkdir()
+    for track in tracks:
+        (split_root / track.name).symlink_to(track.path, target_is_directory=True)
+    recordings = find_recordings("chorale_stems", split_root)
+    assert len(recordings) == sum(len(t.stems) for t in tracks) and {r.split for r in recordings} == {"valid"}
+    mixes = {r.name: r.tracks() for r in find_recordings("chorales", split_root)}
+    for r in recordings:
+        track = r.audio.parent.parent.name
+        assert r.audio.parent.name == "stems_audio" and r.name.startswith(track + "_")
+        [part] = r.tracks()
+        assert any((part.program, part.notes) == (m.program, m.notes) for m in mixes[track])
+    hashed = find_recordings("chorale_stems", chorale_dir)  # outside a split folder: the track's hashed split
+    splits = {r.name: r.split for r in find_recordings("chorales", chorale_dir)}
+    assert all(r.split == splits[r.audio.parent.parent.name] for r in hashed)
+
+
 # --- shared behaviour --------------------------------------------------------------------------
 
 
 def test_every_dataset_has_a_reader():
-    assert set(READERS) == set(DATASET_NAMES) == {"chorales", "slakh", "maestro", "musicnet", "urmp", "guitarset"}
+    assert set(READERS) == set(DATASET_NAMES) == {"chorales", "chorale_stems", "slakh", "maestro", "musicnet", "urmp", "guitarset"}
 
 
 def test_hash_split_is_pinned():
@@ -347,7 +370,7 @@ def test_recordings_pickle_with_their_note_loader(guitarset: Path):
 def test_a_root_without_the_dataset_is_refused_in_one_line(tmp_path: Path, dataset: str):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "Dataset").mkdir()  # URMP's top folder alone is not URMP
-    expected = {"chorales": "stemkit data chorales", "slakh": "train/TrackNNNNN/metadata.yaml", "maestro": "maestro-v3.0.0.csv",
+    expected = {"chorales": "stemkit data chorales", "chorale_stems": "stemkit data chorales", "slakh": "train/TrackNNNNN/metadata.yaml", "maestro": "maestro-v3.0.0.csv",
                 "musicnet": "train_data/NNNN.wav", "urmp": "AuMix_", "guitarset": "annotation/*.jams"}[dataset]
     for root in (tmp_path / "empty", tmp_path / "missing"):
         with pytest.raises(StemkitError) as error:
@@ -363,7 +386,7 @@ def test_audio_missing_everywhere_is_an_error_not_an_empty_list(musicnet: Path):
 
 
 def test_unknown_dataset_and_split_list_the_known_ones(tmp_path: Path):
-    known = "chorales, slakh, maestro, musicnet, urmp, guitarset"
+    known = "chorales, chorale_stems, slakh, maestro, musicnet, urmp, guitarset"
     with pytest.raises(StemkitError, match=f"unknown dataset 'medleydb': choose one of {known}$"):
         find_recordings("medleydb", tmp_path)
     with pytest.raises(StemkitError, match="unknown split 'validation': choose one of train, valid, test$"):

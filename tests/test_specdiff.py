@@ -139,8 +139,9 @@ def test_stemkit_synth_renders_a_multitrack_midi_with_drums_through_a_tiny_train
 
     splits = {k: str(v) for k, v in split_folders(chorale_dir, tmp_path).items()}
     run = tmp_path / "run"
-    cli("fit", "--config", str(REPO / "configs/specdiff/tiny.yaml"), "--data.train", f"{{chorales: {splits['train']}}}",
-        "--data.valid", f"{{chorales: {splits['valid']}}}", "--trainer.max_steps", "2", "--trainer.accelerator", "cpu",
+    cli("fit", "--config", str(REPO / "configs/specdiff/tiny.yaml"),
+        "--data.train", f"{{chorales: {splits['train']}, chorale_stems: {splits['train']}}}",
+        "--data.valid", f"{{chorales: {splits['valid']}, chorale_stems: {splits['valid']}}}", "--trainer.max_steps", "2", "--trainer.accelerator", "cpu",
         "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir", str(run), check=True)
     refused = cli("export", str(run / "checkpoints/last.ckpt"), "--name", "tiny-specdiff", "--out", str(tmp_path / "models"),
                   "--sampling", "cfg=loud")
@@ -304,3 +305,65 @@ def test_the_caller_picks_a_mel_models_decoder_and_a_model_without_mels_refuses_
         Synthesizer(str(orphan), device="cpu")
     with pytest.raises(StemkitError, match="does not decode mel spectrograms"):
         Synthesizer("violin-ldm-chorales", device="cpu", vocoder=str(vocoder))  # the shipped latent synthesizer
+
+
+def test_note_spans_hand_each_frame_the_encodings_of_the_notes_sounding_in_it(one_thread):
+    """note_spans: the violin's G4 (0.1–0.9 s) covers frames 5–44 of the piece, so 5–31 of the first 32-frame
+    segment, and the cello held from 0 s covers all of it; at each frame the decoder's input gains the sum of
+    the encodings of exactly those notes; a null item (guidance's branch) gains nothing."""
+    from stemkit.diffusion.conditions import NULL, spans_key
+
+    model = _model(note_spans=True, context=False)
+    vocab = model.config.vocabulary()
+    segment = encode_piece(PIECE, vocab).segments[0]
+    ids, mask = pad_tokens([segment] * 2)
+    cond = model.conditions(ids, mask, None)
+    spans = cond[spans_key(NOTES)]
+    g4 = segment.index(vocab.pitch(67))
+    c3 = segment.index(vocab.pitch(48))
+    assert spans[0, g4].tolist() == [5, 32] and spans[0, c3].tolist() == [0, 32]
+    assert sum(int(e > s) for s, e in spans[0].tolist()) == 2  # the two notes; no other token spans a frame
+
+    net = model.denoiser.net
+    x, sigma = torch.randn(2, 128, 32, generator=torch.Generator().manual_seed(0)), torch.full((2,), 1.0)
+    with torch.no_grad():
+        null = dict(cond, **{NULL: torch.tensor([True, False])})
+        encoded, _ = net.encoders[0](null, 2, x, net.positions)
+        spanned = net.encode(null, 2, x).spanned
+        torch.testing.assert_close(spanned[0], torch.zeros_like(spanned[0]))
+        torch.testing.assert_close(spanned[1, 10], net.spans_in(encoded[1, g4] + encoded[1, c3]))
+        torch.testing.assert_close(spanned[1, 2], net.spans_in(encoded[1, c3]))
+        without = {k: v for k, v in null.items() if k != spans_key(NOTES)}
+        a, b = model.denoiser(x, sigma, null), model.denoiser(x, sigma, without)
+    torch.testing.assert_close(a[0], b[0])
+    assert not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match=r"must be \[B, L, 2\]"):
+        model.denoiser(x, sigma, dict(cond, **{spans_key(NOTES): spans[:, :3]}))
+
+
+def test_a_warm_start_may_switch_note_spans_on_and_starts_as_the_donor(tmp_path, one_thread):
+    """Note spans add one zero-initialised projection, so a trained model may start reading them: every donor
+    weight is loaded, the new projection is zero, and the denoiser answers exactly as the donor until it trains.
+    Switching them off again would drop trained weights: refused."""
+    from stemkit.diffusion.conditions import spans_key
+    from stemkit.models import save_model
+    from stemkit.training.specdiff import SpecDiffSystem
+
+    donor = _model()
+    path = save_model(donor, tmp_path / "donor")
+    config = {"tokens": TOKENS, "network": NETWORK, "mel": {"griffin_lim_iters": 2}}
+    system = SpecDiffSystem(net=dict(config, note_spans=True), init_from=str(path))
+    grown = system.model.eval()
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(grown.state_dict()[name], value, rtol=0, atol=0)
+    assert not grown.denoiser.net.spans_in.weight.any() and not system.ema.net.spans_in.weight.any()
+    ids, mask = pad_tokens(encode_piece(PIECE, donor.config.vocabulary()).segments)
+    previous = torch.zeros(ids.shape[0], 128, 32)
+    cond = grown.conditions(ids, mask, previous)
+    assert spans_key(NOTES) in cond
+    x, sigma = torch.randn(ids.shape[0], 128, 32, generator=torch.Generator().manual_seed(1)), torch.full((ids.shape[0],), 0.7)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.denoiser(x, sigma, cond), donor.denoiser(x, sigma, cond), rtol=0, atol=0)
+    spanned = save_model(grown, tmp_path / "spanned")
+    with pytest.raises(StemkitError, match="config differs in note_spans"):
+        SpecDiffSystem(net=config, init_from=str(spanned))

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from stemkit.midi.notes import MidiTrack, Note, read_midi, write_midi
-from stemkit.midi.tokens import EOS, TIE_END, NoteVocabulary, decode_piece, encode_piece
+from stemkit.midi.tokens import EOS, TIE_END, NoteVocabulary, decode_piece, encode_piece, note_spans
 
 VOCAB = NoteVocabulary()
 
@@ -101,3 +101,30 @@ def test_out_of_range_values_are_refused():
         VOCAB.pitch(128)
     with pytest.raises(ValueError):
         VOCAB.time(VOCAB.segment_steps)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_note_spans_place_each_segments_notes_where_its_decoding_puts_them(seed):
+    """Every note a segment decodes to, read alone, is the span of exactly one of its tokens — a PITCH (or
+    DRUM) token — with the same program, pitch, start and end; every other token has no span."""
+    for segment in encode_piece(_random_piece(seed)).segments:
+        spans = note_spans(segment)
+        assert len(spans) == len(segment)
+        from_spans = set()
+        for token, (start, end) in zip(segment, spans):
+            if end == start:
+                continue
+            name = VOCAB.describe(token)
+            assert name.startswith(("PITCH_", "DRUM_")) and 0 <= start < end <= VOCAB.segment_steps
+            from_spans.add((name.startswith("DRUM_"), int(name.split("_")[1]), start, end))
+        decoded = {(drum, pitch, on, off) for drum, _, pitch, on, off in _grid(decode_piece([segment]))}
+        assert from_spans == decoded
+
+
+def test_a_held_note_spans_from_the_segments_start_and_a_note_off_token_has_no_span():
+    held = MidiTrack("violin", 40, [Note(60, 4.0, 7.0), Note(64, 5.62, 6.0)])
+    second = encode_piece([held]).segments[1]
+    named = [(VOCAB.describe(t), span) for t, span in zip(second, note_spans(second))]
+    assert named[1] == ("PITCH_60", (0, 188))  # tied: from the start to its note-off at 1.88 s
+    assert ("PITCH_64", (50, 88)) in named
+    assert [span for name, span in named if name == "PITCH_64"] == [(50, 88), (0, 0)]  # its note-off token: none

@@ -8,6 +8,9 @@ sample-indexed CSV, Hz text files, JAMS), so every reader turns its dataset into
 :class:`Recording` (the full mix, its split) whose :meth:`Recording.tracks` gives ``MidiTrack`` lists in
 seconds, one per instrument, read only when asked so that listing thousands of recordings stays cheap.
 
+The project's own generated chorales are read too, as whole mixes (``chorales``) and as each part alone
+(``chorale_stems``).
+
 Datasets without an official validation or test split get one from a hash of a stable key (never a
 seeded shuffle), so everyone gets the same split whatever subset of the files they hold.
 """
@@ -34,7 +37,7 @@ from stemkit.errors import StemkitError, StemkitWarning
 from stemkit.midi.notes import MidiTrack, Note, read_midi
 
 SPLITS = ("train", "valid", "test")
-DATASET_NAMES = ("chorales", "slakh", "maestro", "musicnet", "urmp", "guitarset")
+DATASET_NAMES = ("chorales", "chorale_stems", "slakh", "maestro", "musicnet", "urmp", "guitarset")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,26 @@ def read_chorales(root: Path) -> list[Recording]:
 
 def _chorale_tracks(midi: Path) -> list[MidiTrack]:
     return read_midi(midi)[0]
+
+
+CHORALE_STEMS_EXPECTED = "track folders from `stemkit data chorales` (stems_audio/*.wav with stems_MIDI/*.mid)"
+
+
+@dataset_reader("chorale_stems")
+def read_chorale_stems(root: Path) -> list[Recording]:
+    """Each *part* of the chorales made by ``stemkit data chorales`` as a recording of its own: its stem audio
+    with its own MIDI (one instrument). Why: a synthesizer trained only on the four-part mixes never sees one
+    instrument alone, yet renders single-instrument MIDI and is judged on each part rendered alone (issue 16);
+    name the same folder under ``chorales`` and ``chorale_stems`` to train on both. Split as ``chorales`` (a
+    track's parts stay in its split);
+    stems without a MIDI file are skipped."""
+    from stemkit.data.layout import list_stem_files
+
+    _require_folder(root, "chorale dataset", CHORALE_STEMS_EXPECTED)
+    split = root.name if root.name in SPLITS else None
+    entries = [(stem.name, split or hash_split(stem.audio.parent.parent.name), stem.audio,
+                functools.partial(_chorale_tracks, stem.midi)) for stem in list_stem_files(root) if stem.midi is not None]
+    return _collect(root, "chorale_stems", "chorale stems", CHORALE_STEMS_EXPECTED, entries)
 
 
 SLAKH_SPLITS = {"train": "train", "validation": "valid", "test": "test"}  #: "omitted" (duplicates) is left out

@@ -48,6 +48,13 @@ def times_key(name: str) -> str:
     return f"{name}_times"
 
 
+def spans_key(name: str) -> str:
+    """The key of a token condition's spans (``[B, L, 2]`` int: the decoder frames ``[start, end)`` during which
+    each token's note sounds; ``start == end`` for a token that starts none), for backbones that add each
+    token to the frames it covers (``t5film`` with ``span_frames``)."""
+    return f"{name}_spans"
+
+
 def null_mask(cond: Conditions | None, name: str, batch: int, device: torch.device) -> Tensor:
     """``[B]`` bool: where condition ``name`` must be its null — asked for by :data:`NULL` or
     ``"null:<name>"``, or everywhere when the condition is absent from ``cond``."""
@@ -224,6 +231,7 @@ __all__ = [
     "condition_specs",
     "mask_key",
     "null_mask",
+    "spans_key",
     "times_key",
     "with_null",
 ]

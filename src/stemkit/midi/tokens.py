@@ -176,6 +176,81 @@ def encode_segment(notes: list[_GridNote], start: int, vocab: NoteVocabulary) ->
     return tokens + [EOS], cut
 
 
+@dataclass(frozen=True)
+class _Event:
+    """One note event of a segment's tokens: ``kind`` is ``tie`` (held from before, at step 0), ``on``, ``off``
+    or ``drum``; ``index`` is the PITCH (or DRUM) token's position in the sequence."""
+
+    kind: str
+    index: int
+    program: int
+    pitch: int
+    step: int  #: steps since the segment's start
+
+
+def _segment_events(tokens: list[int], vocab: NoteVocabulary) -> list[_Event]:
+    """The events of one segment's tokens in order: its tie section first, then its timed events.
+
+    Why one reader: decoding to notes (:func:`decode_piece`) and placing notes on the frames they sound in
+    (:func:`note_spans`) must read the codec the same way, so both walk these events."""
+    events: list[_Event] = []
+    position, program = 0, None
+    while position < len(tokens) and tokens[position] not in (TIE_END, EOS):
+        token = tokens[position]
+        if vocab.program_base <= token < vocab.size:
+            program = token - vocab.program_base
+        elif vocab.pitch_base <= token < vocab.drum_base and program is not None:
+            events.append(_Event("tie", position, program, token - vocab.pitch_base, 0))
+        position += 1
+    now, program, velocity = 0, None, True
+    for index in range(position + 1, len(tokens)):
+        token = tokens[index]
+        if token == EOS:
+            break
+        if vocab.time_base <= token < vocab.velocity_base:
+            now = token - vocab.time_base + 1
+        elif vocab.program_base <= token < vocab.size:
+            program = token - vocab.program_base
+        elif vocab.velocity_base <= token < vocab.pitch_base:
+            velocity = token == vocab.velocity(True)
+        elif vocab.drum_base <= token < vocab.program_base:
+            events.append(_Event("drum", index, 0, token - vocab.drum_base, now))
+        elif vocab.pitch_base <= token < vocab.drum_base and program is not None:
+            events.append(_Event("on" if velocity else "off", index, program, token - vocab.pitch_base, now))
+    return events
+
+
+def note_spans(tokens: list[int], vocab: NoteVocabulary | None = None) -> list[tuple[int, int]]:
+    """For each token of one segment, the steps ``[start, end)`` during which the note it starts sounds —
+    ``(0, 0)`` for every token that starts no note (times, programs, note-offs, padding).
+
+    A tied PITCH token's note sounds from the segment's start, a note-on's from its time; each lasts until
+    its note-off, a new onset of the same key, or the segment's end; a drum hit lasts one step. Read alone,
+    exactly as :func:`decode_piece` reads a segment. Why: a model can then hand each frame the notes
+    sounding in it (``note_spans`` in :class:`~stemkit.synthesis.specdiff.SpecDiffConfig`)."""
+    vocab = vocab or NoteVocabulary()
+    spans = [(0, 0)] * len(tokens)
+    sounding: dict[tuple[int, int], tuple[int, int]] = {}  # (program, pitch) → (token index, onset step)
+
+    def close(key: tuple[int, int], at: int) -> None:
+        index, onset = sounding.pop(key)
+        if at > onset:
+            spans[index] = (onset, at)
+
+    for event in _segment_events(tokens, vocab):
+        key = (event.program, event.pitch)
+        if event.kind == "drum":
+            spans[event.index] = (event.step, event.step + 1)
+            continue
+        if key in sounding:
+            close(key, event.step)
+        if event.kind in ("tie", "on"):
+            sounding[key] = (event.index, event.step)
+    for key in list(sounding):
+        close(key, vocab.segment_steps)
+    return spans
+
+
 @dataclass
 class _Decoder:
     """Decoding state carried from segment to segment: the notes still sounding, and those finished."""
@@ -190,36 +265,20 @@ class _Decoder:
             self.done.append(_GridNote(key[0], False, key[1], on, at, 100))
 
     def segment(self, tokens: list[int], start: int) -> None:
-        vocab = self.vocab
-        position, tied, program = 0, set(), None
-        while position < len(tokens) and tokens[position] not in (TIE_END, EOS):
-            token = tokens[position]
-            if vocab.program_base <= token < vocab.size:
-                program = token - vocab.program_base
-            elif vocab.pitch_base <= token < vocab.drum_base and program is not None:
-                tied.add((program, token - vocab.pitch_base))
-            position += 1
+        events = _segment_events(tokens, self.vocab)
+        tied = {(e.program, e.pitch) for e in events if e.kind == "tie"}
         for key in [k for k in self.open if k not in tied]:
             self.close(key, start)  # not carried over: it ended at the boundary
         for key in tied - set(self.open):
             self.open[key] = start  # a segment read on its own: its tied notes start here
-        now, program, velocity = start, None, True
-        for token in tokens[position + 1:]:
-            if token == EOS:
-                break
-            if vocab.time_base <= token < vocab.velocity_base:
-                now = start + token - vocab.time_base + 1
-            elif vocab.program_base <= token < vocab.size:
-                program = token - vocab.program_base
-            elif vocab.velocity_base <= token < vocab.pitch_base:
-                velocity = token == vocab.velocity(True)
-            elif vocab.drum_base <= token < vocab.program_base:
-                self.done.append(_GridNote(0, True, token - vocab.drum_base, now, now + 1, 100))
-            elif vocab.pitch_base <= token < vocab.drum_base and program is not None:
-                key = (program, token - vocab.pitch_base)
+        for event in events:
+            key, now = (event.program, event.pitch), start + event.step
+            if event.kind == "drum":
+                self.done.append(_GridNote(0, True, event.pitch, now, now + 1, 100))
+            elif event.kind != "tie":
                 if key in self.open:
                     self.close(key, now)
-                if velocity:
+                if event.kind == "on":
                     self.open[key] = now
 
     def finish(self, end: int) -> list[_GridNote]:

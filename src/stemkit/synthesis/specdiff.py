@@ -12,7 +12,9 @@ generated in order, each conditioned on the previous generated one, and the mel 
 Conditions are dropped for 10 % of training items so classifier-free guidance works; ``context: false``
 is the paper's "without context" row. ``token_times: true`` (ours, not the paper's) also tells the note
 encoder at which frame each token happens, so the decoder finds a frame's notes without first learning
-what a time token means.
+what a time token means. ``note_spans: true`` (ours too) adds to every frame's input the encodings of the
+notes *sounding* in it (from their onset, or the segment's start for a held note, to their note-off), so a
+frame in the middle of a long note need not search the token list for an onset whose note-off has not come.
 
 ``objective: autoregressive`` is the paper's autoregressive baseline with the same network: the decoder's
 self-attention is causal, its input is the segment's mel shifted one frame right (silence first), and it
@@ -28,11 +30,11 @@ import torch
 from torch import nn
 
 from stemkit.diffusion.backbones import backbone_config, build_backbone
-from stemkit.diffusion.conditions import mask_key, times_key
+from stemkit.diffusion.conditions import mask_key, spans_key, times_key
 from stemkit.diffusion.edm import EDMConfig, EDMDenoiser
 from stemkit.errors import StemkitError
 from stemkit.midi.notes import MidiTrack
-from stemkit.midi.tokens import PAD, NoteVocabulary, encode_piece
+from stemkit.midi.tokens import PAD, NoteVocabulary, encode_piece, note_spans
 from stemkit.registry import register_family
 from stemkit.synthesis.mel_codec import MelCodec, MelCodecConfig
 
@@ -52,6 +54,9 @@ class SpecDiffConfig:
     #: place each note token at its frame (the decoder's position code at the token's time; not in the paper,
     #: which leaves the model to learn what a time token means): see :mod:`stemkit.diffusion.backbones.t5film`
     token_times: bool = False
+    #: add to each frame the encodings of the notes sounding in it (:func:`~stemkit.midi.tokens.note_spans`;
+    #: not in the paper): see :mod:`stemkit.diffusion.backbones.t5film`, ``span_frames``
+    note_spans: bool = False
     backbone: str = "t5film"
     network: dict = field(default_factory=lambda: {"width": 256, "encoder_layers": 2, "decoder_layers": 2, "heads": 4,
                                                    "mlp_dim": 512, "embedding_dim": 256})
@@ -86,14 +91,14 @@ class SpecDiffConfig:
             conditions.append({"name": CONTEXT, "kind": "tokens", "dim": mel.n_mels})
         return backbone_config(self.backbone, dict(self.network, in_channels=mel.n_mels, conditions=conditions,
                                                    max_frames=self.segment_frames, max_tokens=vocab.max_tokens,
-                                                   causal=self.autoregressive))
+                                                   causal=self.autoregressive, span_frames=self.note_spans))
 
     def edm_config(self) -> EDMConfig:
         return EDMConfig(**self.edm)
 
     def to_dict(self) -> dict[str, Any]:
         network = {k: v for k, v in self.backbone_config().to_dict().items()
-                   if k not in ("in_channels", "conditions", "max_frames", "max_tokens", "causal")}
+                   if k not in ("in_channels", "conditions", "max_frames", "max_tokens", "causal", "span_frames")}
         return dict(asdict(self), mel=self.mel_config().to_dict(), tokens=asdict(self.vocabulary()), network=network,
                     edm=self.edm_config().to_dict())
 
@@ -129,13 +134,29 @@ class SpecDiff(nn.Module):
         steps = torch.where(is_time, tokens - vocab.time_base + 1, torch.zeros_like(tokens)).cummax(dim=1).values
         return torch.div(steps * self.config.segment_frames, vocab.segment_steps, rounding_mode="floor")
 
+    def token_spans(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` ids → ``[B, L, 2]``: the frames ``[start, end)`` during which each token's note sounds
+        (:func:`~stemkit.midi.tokens.note_spans` on the mel's frame grid; a note shorter than a frame keeps
+        one), ``[0, 0)`` for tokens that start no note."""
+        vocab, frames = self.config.vocabulary(), self.config.segment_frames
+        out = torch.zeros(*tokens.shape, 2, dtype=torch.long)
+        for row, (ids, keep) in enumerate(zip(tokens.tolist(), token_mask.tolist())):
+            real = [t for t, k in zip(ids, keep) if k]
+            for index, (start, end) in enumerate(note_spans(real, vocab)):
+                if end > start:
+                    first = start * frames // vocab.segment_steps
+                    out[row, index] = torch.tensor([first, max(first + 1, -(-end * frames // vocab.segment_steps))])
+        return out.to(tokens.device)
+
     def conditions(self, tokens: torch.Tensor, token_mask: torch.Tensor, previous: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The denoiser's conditions for a batch of segments: note ids ``[B, L]`` with their mask (and their frames,
-        with ``token_times``), and the previous segment's mel ``[B, n_mels, F]`` (None: the first segment, which
-        reads the context's null)."""
+        with ``token_times``; the frames their notes sound in, with ``note_spans``), and the previous segment's
+        mel ``[B, n_mels, F]`` (None: the first segment, which reads the context's null)."""
         cond = {NOTES: tokens, mask_key(NOTES): token_mask}
         if self.config.token_times:
             cond[times_key(NOTES)] = self.token_frames(tokens)
+        if self.config.note_spans:
+            cond[spans_key(NOTES)] = self.token_spans(tokens, token_mask)
         if self.config.context:
             if previous is None:
                 cond["null:" + CONTEXT] = torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)

@@ -32,6 +32,8 @@ class SpecDiffSystem(StemkitSystem):
     family = "specdiff"
     #: besides EDM's training noise, the guidance dropout and the mel decoder leave the weights' meaning alone
     warm_start_may_change = StemkitSystem.warm_start_may_change + ("cond_dropout", "mel.vocoder")
+    #: note spans add one zero-initialised projection (``spans_in``): a trained model can start reading them
+    warm_start_may_grow = {"note_spans": "spans_in."}
 
     def __init__(self, net: SpecDiffConfig, lr: float = 1e-4, warmup_steps: int = 1000, decay_steps: int = 0,
                  min_lr_ratio: float = 0.1, ema_decay: float = 0.999, init_from: str | None = None) -> None:

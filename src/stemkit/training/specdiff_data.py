@@ -88,8 +88,10 @@ class NoteSegmentsDataModule(L.LightningDataModule):
     """Segments of recordings with their notes, for :class:`~stemkit.training.specdiff.SpecDiffSystem`.
 
     Args:
-        train, valid: dataset name → root (``chorales``, ``slakh``, ``maestro``, ``musicnet``, ``urmp``,
-            ``guitarset``; null = left out). Each dataset's own split is used (train / valid).
+        train, valid: dataset name → root (``chorales``, ``chorale_stems``, ``slakh``, ``maestro``, ``musicnet``,
+            ``urmp``, ``guitarset``; null = left out). Each dataset's own split is used (train / valid). A
+            recording is drawn uniformly from all of them, so ``chorale_stems`` beside ``chorales`` over the
+            same four-part folder makes four draws in five a single part.
         sample_rate: the model's rate (audio is resampled to it).
         tokens: :class:`~stemkit.midi.tokens.NoteVocabulary` fields (must be the model's).
         batch_size, items_per_epoch, num_workers, seed, valid_items: as for the other data modules.

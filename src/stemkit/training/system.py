@@ -26,6 +26,9 @@ class StemkitSystem(L.LightningModule):
     #: decoding but not what the weights mean, so the run's own value wins. Every family with an EDM core may
     #: change its training noise (which σ the run trains on); a family adds its own settings to these.
     warm_start_may_change: ClassVar[tuple[str, ...]] = ("edm.p_mean", "edm.p_std")
+    #: settings that a warm start may switch on because all they add is new, zero-initialised parameters (so the
+    #: donor's function is kept exactly until training moves them): setting → what the added parameters' names contain
+    warm_start_may_grow: ClassVar[dict[str, str]] = {}
     _facts: dict[str, Any] | None = None
 
     def export_model(self) -> nn.Module:
@@ -54,7 +57,8 @@ class StemkitSystem(L.LightningModule):
         Why: a run's checkpoints (optimizer state included) stay on the machine that made them, while an
         exported model travels, so a training run continues on another machine or in another session from
         the model it shipped (the optimizer and schedule start afresh). Another architecture is one line
-        of error, not a silent partial load."""
+        of error, not a silent partial load — except a setting of :attr:`warm_start_may_grow` switched on,
+        whose new parameters, and only those, keep their (zero) initialisation."""
         from stemkit.errors import StemkitError
         from stemkit.models import load_model
 
@@ -63,13 +67,16 @@ class StemkitSystem(L.LightningModule):
         free = self.warm_start_may_change
         changed = sorted(k for k in set(mine) | set(theirs)
                          if mine.get(k) != theirs.get(k) and not any(k == f or k.startswith(f + ".") for f in free))
+        grown = [k for k in changed if k in self.warm_start_may_grow and mine[k] and not theirs.get(k)]
+        changed = [k for k in changed if k not in grown]
         if changed:
             raise StemkitError(f"init_from {source}: its config differs in {', '.join(changed)}")
-        self.model.load_state_dict(donor.state_dict())
+        new = tuple(self.warm_start_may_grow[k] for k in grown)
+        _load_keeping_new(self.model, donor.state_dict(), new)
         ema_of = get_family(self.hparams["family"]).ema_of
         ema = getattr(self, "ema", None)
         if ema_of and ema is not None:
-            ema.load_state_dict(getattr(donor, ema_of).state_dict())
+            _load_keeping_new(ema, getattr(donor, ema_of).state_dict(), new)
 
     def update_ema(self, averaged: nn.Module, live: nn.Module) -> None:
         """One step of the exponential moving average of ``live``'s weights kept in ``averaged``, with the
@@ -103,6 +110,17 @@ class StemkitSystem(L.LightningModule):
             accelerator = type(trainer.accelerator).__name__.lower().removesuffix("accelerator") if trainer is not None else None
             self._facts = runtime_facts(devices, "gpu" if accelerator == "cuda" else accelerator)
         checkpoint[CHECKPOINT_PROVENANCE_KEY] = self._facts
+
+
+def _load_keeping_new(module: nn.Module, weights: dict[str, Any], new: tuple[str, ...]) -> None:
+    """Load ``weights`` into ``module``; the only parameters it may lack are those whose names contain one of
+    ``new`` (they keep their initialisation), and it may bring none the module does not have."""
+    from stemkit.errors import StemkitError
+
+    missing, unexpected = module.load_state_dict(weights, strict=not new)
+    stray = [k for k in missing if not any(part in k for part in new)] + list(unexpected)
+    if stray:
+        raise StemkitError(f"init_from: the weights do not fit the model ({', '.join(stray[:4])})")
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -30,6 +30,15 @@ What this module does, and why:
   time by attention, which a CPU's budget of steps barely starts; with the same position code on both
   sides, "the notes at my time" is a dot product from the first step. Whether it speeds training is
   measured in BENCHMARKS.md (issue 16's table). Null items (guidance) get no time code.
+- Token spans (not in the paper; ``span_frames: true``): a token condition given with ``<name>_spans``
+  (``[B, L, 2]`` int, the decoder frames ``[start, end)`` during which each token's note sounds;
+  :func:`~stemkit.diffusion.conditions.spans_key`) also adds, at each frame, the sum of the *encoded* tokens
+  whose span covers it, through a zero-initialised linear layer, to the decoder's input. Why: a note-on
+  token happens at one frame but its note sounds for many, and a frame halfway through a note must
+  otherwise find, by attention alone, an onset before it whose note-off has not yet come — an interval
+  test that dot products of position codes do not express, and that a CPU's budget of steps did not
+  teach (BENCHMARKS.md, issue 16). Zero-initialised, so switching it on in a trained model changes
+  nothing until it trains. Null items get nothing from it.
 - Mask convention: condition masks are **True = a real token** (``<name>_mask``), and that is the
   convention of a boolean ``attn_mask`` in :func:`torch.nn.functional.scaled_dot_product_attention`
   (True = may attend), so masks are passed unchanged — never inverted, as ``nn.MultiheadAttention``'s
@@ -64,7 +73,7 @@ from stemkit.diffusion.backbones.dit import sinusoidal_positions
 from stemkit.diffusion.backbones.registry import register_backbone
 from stemkit.diffusion.backbones.unet1d import sinusoidal_embedding
 from stemkit.diffusion.conditions import (ConditionSpec, Conditions, TokenCondition, VectorCondition, condition_specs, null_mask,
-                                         times_key)
+                                         spans_key, times_key)
 
 POSITIONS = ("sinusoidal", "learned")
 
@@ -86,6 +95,8 @@ class T5FiLMConfig:
     positions: str = "sinusoidal"  #: absolute positions: ``sinusoidal`` (fixed) or ``learned``
     #: frame t's self-attention sees frames ≤ t only (an autoregressive decoder; False for diffusion)
     causal: bool = False
+    #: add each encoded token to the decoder frames its ``<name>_spans`` cover (zero-initialised; see the module doc)
+    span_frames: bool = False
 
     def __post_init__(self) -> None:
         kinds = {spec.kind for spec in self.specs()}
@@ -287,6 +298,22 @@ class TokenEncoder(nn.Module):
             h = layer(h, keep)
         return self.drop(self.norm(h)), keep
 
+    def over_frames(self, encoded: Tensor, cond: Conditions | None, batch: int, frames: int) -> Tensor | None:
+        """``[B, frames, width]``: at each frame, the sum of the encoded tokens whose ``<name>_spans`` cover it
+        (None without spans; zeros for null items)."""
+        name = self.condition.spec.name
+        spans = cond.get(spans_key(name)) if cond is not None and name in cond else None
+        if spans is None:
+            return None
+        if spans.shape != (*encoded.shape[:2], 2):
+            raise ValueError(f"condition {spans_key(name)!r} must be [B, L, 2] like its tokens {tuple(encoded.shape[:2])}, "
+                             f"got {tuple(spans.shape)}")
+        spans = spans.to(encoded.device)
+        t = torch.arange(frames, device=encoded.device)[None, :, None]
+        covers = (t >= spans[:, None, :, 0]) & (t < spans[:, None, :, 1])  # [B, frames, L]
+        covers = covers & ~null_mask(cond, name, batch, encoded.device)[:, None, None]
+        return covers.to(encoded.dtype) @ encoded
+
 
 @register_backbone("t5film", T5FiLMConfig)
 class T5FiLM(nn.Module):
@@ -308,17 +335,26 @@ class T5FiLM(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(width, config.heads, config.mlp_dim, config.dropout, emb, cross, config.causal)
                                     for _ in range(config.decoder_layers))
         self.norm = RMSNorm(width)
+        self.spans_in = nn.Linear(width, width, bias=False) if config.span_frames else None
+        if self.spans_in is not None:
+            nn.init.zeros_(self.spans_in.weight)
         self.out = nn.Linear(width, config.in_channels)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def encode(self, cond: Conditions | None, batch: int, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """The decoder's cross-attention memory ``[B, L, width]`` and its mask: every token encoding, concatenated."""
+    def encode(self, cond: Conditions | None, batch: int, like: Tensor) -> Encodings:
+        """The decoder's cross-attention memory ``[B, L, width]`` and its mask (every token encoding,
+        concatenated), and with ``span_frames`` what the spans add to each frame's input."""
         if not self.encoders:
-            return None, None
+            return Encodings(None, None, None)
         encoded = [encoder(cond, batch, like, self.positions) for encoder in self.encoders]
+        spanned = None
+        if self.spans_in is not None:
+            pooled = [p for encoder, (e, _) in zip(self.encoders, encoded)
+                      if (p := encoder.over_frames(e, cond, batch, self.config.max_frames)) is not None]
+            spanned = self.spans_in(torch.stack(pooled).sum(0)) if pooled else None
         # concat_encodings: one sequence, masks alike
-        return torch.cat([e for e, _ in encoded], dim=1), torch.cat([k for _, k in encoded], dim=1)
+        return Encodings(torch.cat([e for e, _ in encoded], dim=1), torch.cat([k for _, k in encoded], dim=1), spanned)
 
     @contextmanager
     def reusing_encodings(self) -> Iterator[None]:
@@ -333,7 +369,7 @@ class T5FiLM(nn.Module):
         finally:
             self._encodings = None
 
-    def _encodings_of(self, cond: Conditions | None, batch: int, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def _encodings_of(self, cond: Conditions | None, batch: int, like: Tensor) -> Encodings:
         memo = getattr(self, "_encodings", None)
         if memo is None or torch.is_grad_enabled():
             return self.encode(cond, batch, like)
@@ -351,8 +387,7 @@ class T5FiLM(nn.Module):
         work; with the cache it is one encoder pass and O(F) decoder work, and the outputs are the same."""
         if not self.config.causal:
             raise ValueError("t5film: only a causal decoder (causal: true) decodes frame by frame")
-        memory, keep = self.encode(cond, batch, like)
-        return DecodingCache(memory, keep, [{} for _ in self.layers])
+        return DecodingCache(self.encode(cond, batch, like), [{} for _ in self.layers])
 
     def forward(self, x: Tensor, c_noise: Tensor, cond: Conditions | None = None, cache: DecodingCache | None = None) -> Tensor:
         """``cache`` (from :meth:`start_decoding`): ``x`` is the next frames after those fed before; their outputs."""
@@ -368,27 +403,39 @@ class T5FiLM(nn.Module):
             emb = emb + vector(cond, batch, (vector.spec.dim,), x)
 
         if cache is None:
-            memory, keep = self._encodings_of(cond, batch, x)
+            encodings = self._encodings_of(cond, batch, x)
             start, layer_caches = 0, [None] * len(self.layers)
         else:
-            memory, keep, start, layer_caches = cache.memory, cache.keep, cache.length, cache.layers
+            encodings, start, layer_caches = cache.encodings, cache.length, cache.layers
             cache.length += length
 
         h = self.frames_in(x.transpose(1, 2))
-        h = self.drop(h + self.positions(start + length)[start:].to(h.dtype))
+        h = h + self.positions(start + length)[start:].to(h.dtype)
+        if encodings.spanned is not None:
+            h = h + encodings.spanned[:, start:start + length].to(h.dtype)
+        h = self.drop(h)
         for layer, layer_cache in zip(self.layers, layer_caches):
-            h = layer(h, emb, memory, keep, layer_cache)
+            h = layer(h, emb, encodings.memory, encodings.keep, layer_cache)
         return self.out(self.drop(self.norm(h))).transpose(1, 2)
+
+
+@dataclass
+class Encodings:
+    """What the conditions give the decoder: the cross-attention memory ``[B, L, width]`` and its mask, and with
+    ``span_frames`` each frame's sum of the notes sounding in it ``[B, max_frames, width]`` (None otherwise)."""
+
+    memory: Tensor | None
+    keep: Tensor | None
+    spanned: Tensor | None
 
 
 @dataclass
 class DecodingCache:
     """What :meth:`T5FiLM.start_decoding` keeps between frames: the encodings and each layer's keys and values."""
 
-    memory: Tensor | None
-    keep: Tensor | None
+    encodings: Encodings
     layers: list[dict]
     length: int = 0  #: frames fed so far (the next frame's position)
 
 
-__all__ = ["DecodingCache", "RMSNorm", "T5FiLM", "T5FiLMConfig"]
+__all__ = ["DecodingCache", "Encodings", "RMSNorm", "T5FiLM", "T5FiLMConfig"]
