@@ -308,14 +308,20 @@ def test_guitarset_notes_merge_strings_into_one_guitar(guitarset: Path, name: st
     assert _notes(guitar) == [(67, 0.25, 0.5, 80), (40, 0.5, 1.0, 80), (67, 1.0, 1.5, 80)]
 
 
-def test_generated_chorales_read_with_their_programs_and_the_folder_as_split(chorale_dir: Path, tmp_path: Path):
+def _as_split(chorale_dir: Path, split_root: Path) -> list:
+    """The session's chorale tracks linked into a folder named after a split; their track listing."""
     from stemkit.data.layout import list_tracks
 
     tracks = list_tracks(chorale_dir)
-    split_root = tmp_path / "test"
     split_root.mkdir()
     for track in tracks:
         (split_root / track.name).symlink_to(track.path, target_is_directory=True)
+    return tracks
+
+
+def test_generated_chorales_read_with_their_programs_and_the_folder_as_split(chorale_dir: Path, tmp_path: Path):
+    split_root = tmp_path / "test"
+    tracks = _as_split(chorale_dir, split_root)
     recordings = find_recordings("chorales", split_root)
     assert [r.name for r in recordings] == sorted(t.name for t in tracks)
     assert {r.split for r in recordings} == {"test"} and all(r.audio.name == "mix.wav" for r in recordings)
@@ -328,13 +334,8 @@ def test_generated_chorales_read_with_their_programs_and_the_folder_as_split(cho
 def test_chorale_stems_are_each_part_alone_with_its_own_notes_in_its_tracks_split(chorale_dir: Path, tmp_path: Path):
     """Each part of each chorale is one recording: its stem audio and only its own MIDI track (its program),
     in the split of the track it belongs to — so a model can learn what one instrument alone sounds like."""
-    from stemkit.data.layout import list_tracks
-
-    tracks = list_tracks(chorale_dir)
     split_root = tmp_path / "valid"
-    split_root.mkdir()
-    for track in tracks:
-        (split_root / track.name).symlink_to(track.path, target_is_directory=True)
+    tracks = _as_split(chorale_dir, split_root)
     recordings = find_recordings("chorale_stems", split_root)
     assert len(recordings) == sum(len(t.stems) for t in tracks) and {r.split for r in recordings} == {"valid"}
     mixes = {r.name: r.tracks() for r in find_recordings("chorales", split_root)}
