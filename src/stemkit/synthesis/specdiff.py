@@ -139,14 +139,14 @@ class SpecDiff(nn.Module):
         (:func:`~stemkit.midi.tokens.note_spans` on the mel's frame grid; a note shorter than a frame keeps
         one), ``[0, 0)`` for tokens that start no note."""
         vocab, frames = self.config.vocabulary(), self.config.segment_frames
-        out = torch.zeros(*tokens.shape, 2, dtype=torch.long)
-        for row, (ids, keep) in enumerate(zip(tokens.tolist(), token_mask.tolist())):
-            real = [t for t, k in zip(ids, keep) if k]
-            for index, (start, end) in enumerate(note_spans(real, vocab)):
-                if end > start:
-                    first = start * frames // vocab.segment_steps
-                    out[row, index] = torch.tensor([first, max(first + 1, -(-end * frames // vocab.segment_steps))])
-        return out.to(tokens.device)
+        rows = []
+        for ids, keep in zip(tokens.tolist(), token_mask.tolist()):
+            spans = note_spans([t for t, k in zip(ids, keep) if k], vocab)
+            spans = [(0, 0) if end <= start else (start * frames // vocab.segment_steps,
+                                                   max(start * frames // vocab.segment_steps + 1, -(-end * frames // vocab.segment_steps)))
+                     for start, end in spans]
+            rows.append(spans + [(0, 0)] * (len(ids) - len(spans)))
+        return torch.tensor(rows, dtype=torch.long, device=tokens.device).reshape(*tokens.shape, 2)
 
     def conditions(self, tokens: torch.Tensor, token_mask: torch.Tensor, previous: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The denoiser's conditions for a batch of segments: note ids ``[B, L]`` with their mask (and their frames,
